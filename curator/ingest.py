@@ -1,0 +1,345 @@
+"""Ingest files into the workspace: read, normalise, identify, assign splits, store.
+
+One transaction per file: either every good row of the file is stored, or nothing is.  Without
+``skip_invalid`` the first bad row rejects the whole file with ``FILE:LINE: what is wrong``; with
+it, good rows are stored and every skipped line is reported with its reason.
+
+Large JSON Lines files are converted by two worker processes (one per core), each on its own
+byte range; the result is the same as the sequential path, row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from .errors import CuratorError, InputError
+from .readers import SHAPES, BadRow, CsvMapping, Row, Source, read_rows
+from .readers.shapes import RowError
+from .readers.textfile import MAX_LINE_BYTES
+from .records import Example, group_key, messages_json, normalize_messages
+from .records import example_id as _example_id
+from .splits import DEFAULT_RATIOS, SPLITS, hash_split
+from .workspace import Workspace
+
+__all__ = ["ORIGINS", "Columns", "IngestReport", "ingest_file", "store_examples"]
+
+ORIGINS = ("import", "seed", "synthetic", "feedback")
+#: JSON Lines files larger than this are converted by worker processes.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class IngestReport:
+    path: str
+    format: str
+    rows_read: int = 0
+    examples: int = 0
+    added: int = 0
+    already_present: int = 0
+    duplicates_in_file: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    by_split: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Columns:
+    """Examples ready to store, column by column (what the database insert takes)."""
+
+    id: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    task: list[str] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)
+    source: list[str | None] = field(default_factory=list)
+    parent_id: list[str | None] = field(default_factory=list)
+    meta: list[str] = field(default_factory=list)
+    group_key: list[str] = field(default_factory=list)
+    pin: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def add(self, ex: Example, pin: str | None = None) -> None:
+        self.id.append(ex.id)
+        self.messages.append(messages_json(ex.messages))
+        self.task.append(ex.task)
+        self.origin.append(ex.origin)
+        self.source.append(ex.source)
+        self.parent_id.append(ex.parent_id)
+        self.meta.append(orjson.dumps(ex.meta).decode("utf-8"))
+        self.group_key.append(group_key(ex.messages))
+        self.pin.append(pin)
+
+    @classmethod
+    def of(cls, examples: Iterable[Example], pins: Iterable[str | None] | None = None) -> Columns:
+        cols = cls()
+        pins_list = list(pins) if pins is not None else None
+        for i, ex in enumerate(examples):
+            cols.add(ex, pins_list[i] if pins_list else None)
+        return cols
+
+    def dedup(self) -> int:
+        """Keep the first row of each id; returns how many repeats were dropped."""
+        seen: set[str] = set()
+        keep = []
+        for i, eid in enumerate(self.id):
+            if eid not in seen:
+                seen.add(eid)
+                keep.append(i)
+        dropped = len(self.id) - len(keep)
+        if dropped:
+            for name in self.__dataclass_fields__:
+                col = getattr(self, name)
+                setattr(self, name, [col[i] for i in keep])
+        return dropped
+
+    def extend(self, other: Columns) -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
+
+    def to_arrow(self, ratios: tuple[float, float, float]) -> pa.Table:
+        return pa.table(
+            {
+                "id": self.id, "messages": self.messages, "task": self.task, "origin": self.origin,
+                "source": pa.array(self.source, pa.string()), "parent_id": pa.array(self.parent_id, pa.string()),
+                "meta": self.meta, "group_key": self.group_key, "pin": pa.array(self.pin, pa.string()),
+                "hashed": [hash_split(g, ratios) for g in self.group_key],
+            }
+        )
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                h.update(f.read_bytes())
+        return h.hexdigest()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class _Ctx:
+    """What converting a row needs besides the row."""
+
+    task: str | None
+    origin: str
+    split: str | None
+    source: str
+    unit: str
+    format: str
+
+
+def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool) -> tuple[Columns, list[BadRow], int]:
+    """Rows -> columns (every row, repeats included), bad rows, rows read."""
+    cols = Columns()
+    bad: list[BadRow] = []
+    n = 0
+    src_meta = {"path": ctx.source, "format": ctx.format}
+    for row in rows:
+        n += 1
+        if isinstance(row, BadRow):
+            bad.append(row)
+            if stop_at_first_error:
+                break
+            continue
+        meta = row.meta
+        row_task = ctx.task or meta.pop("task", None) or "default"
+        meta["source"] = {**src_meta, ctx.unit: row.line}
+        messages = normalize_messages(row.messages)
+        ex = Example(messages=messages, task=row_task, origin=ctx.origin, source=ctx.source, meta=meta,
+                     id=_example_id(messages))
+        cols.add(ex, ctx.split or _dataset_split(row.split))
+    return cols, bad, n
+
+
+# -- parallel conversion of large JSON Lines files ------------------------------------------------------------
+def _split_ranges(path: Path, parts: int) -> list[tuple[int, int, int]]:
+    """(start byte, end byte, first line number) of ``parts`` ranges cut at line ends."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as f:
+        for k in range(1, parts):
+            f.seek(size * k // parts)
+            f.readline()
+            cuts.append(f.tell())
+    cuts.append(size)
+    ranges = []
+    line = 1
+    with path.open("rb") as f:
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            ranges.append((a, b, line))
+            f.seek(a)
+            line += f.read(b - a).count(b"\n")
+    return ranges
+
+
+def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool]) -> tuple[Columns, list[BadRow], int]:
+    path, start, end, first_line, shape, ctx, stop = args
+    import json
+
+    mod = SHAPES[shape]
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+
+    def rows() -> Iterable[Row | BadRow]:
+        line = first_line
+        for raw in data.split(b"\n"):
+            n, line = line, line + 1
+            if line == 2 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            if len(raw) > MAX_LINE_BYTES:
+                yield BadRow(n, f"line is {len(raw) / 1e6:.1f} MB, over the {MAX_LINE_BYTES // (1024 * 1024)} MiB limit per example")
+                continue
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                try:
+                    rec = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    yield BadRow(n, f"invalid UTF-8 (byte {e.start} of the line)")
+                    continue
+                except json.JSONDecodeError as e:
+                    yield BadRow(n, f"invalid JSON: {e.msg} (column {e.colno})")
+                    continue
+            if not isinstance(rec, dict):
+                yield BadRow(n, f"expected a JSON object, got {type(rec).__name__}")
+                continue
+            try:
+                converted = mod.convert(rec)
+            except RowError as e:
+                yield BadRow(n, str(e))
+                continue
+            for messages, meta in converted:
+                yield Row(n, messages, meta)
+
+    return _convert(rows(), ctx, stop)
+
+
+def _parallel_ok(path: Path, src: Source) -> bool:
+    return (src.unit == "line" and src.format in SHAPES and path.is_file()
+            and path.stat().st_size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1)
+
+
+def ingest_file(
+    ws: Workspace,
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    task: str | None = None,
+    split: str | None = None,
+    origin: str = "import",
+    skip_invalid: bool = False,
+    csv_mapping: CsvMapping | None = None,
+    hf_split: str | None = None,
+) -> IngestReport:
+    """Read one file and store its examples (all or nothing)."""
+    if split is not None and split not in SPLITS:
+        raise CuratorError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if origin not in ORIGINS:
+        raise CuratorError(f"unknown origin {origin!r} (choose from {', '.join(ORIGINS)})")
+    path = Path(path)
+    src, rows = read_rows(path, fmt, csv_mapping, hf_split)
+    source = str(path.resolve())
+    ctx = _Ctx(task, origin, split, source, src.unit, src.format)
+    report = IngestReport(path=str(path), format=src.format)
+    if _parallel_ok(path, src):
+        parts = min(os.cpu_count() or 2, 4)
+        jobs = [(str(path), a, b, line, src.format, ctx, not skip_invalid) for a, b, line in _split_ranges(path, parts)]
+        with mp.get_context("fork").Pool(parts) as pool:
+            results = pool.map(_convert_range, jobs)
+        cols, bad, n = Columns(), [], 0
+        for c, b, k in results:
+            cols.extend(c)
+            bad.extend(b)
+            n += k
+    else:
+        cols, bad, n = _convert(rows, ctx, not skip_invalid)
+    report.rows_read = n
+    if bad and not skip_invalid:
+        first = min(bad, key=lambda r: r.line)
+        raise src.error(first.line, first.reason)
+    report.skipped = [{"line": b.line, "unit": src.unit, "reason": b.reason} for b in sorted(bad, key=lambda r: r.line)]
+    report.duplicates_in_file = cols.dedup()
+    report.examples = len(cols)
+    if not cols and not bad:
+        raise InputError("no examples found", path)
+    with ws.transaction() as con:
+        added, by_split = store_examples(con, ws, cols)
+        con.execute(
+            "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
+            [source, _file_sha256(path), src.format, report.rows_read, added, len(report.skipped)],
+        )
+    report.added = added
+    report.already_present = len(cols) - added
+    report.by_split = by_split
+    return report
+
+
+def _dataset_split(name: str | None) -> str | None:
+    """Map a Hugging Face DatasetDict split name to a curator split (None: assign as usual)."""
+    if name is None:
+        return None
+    return {"train": "train", "validation": "eval", "valid": "eval", "eval": "eval", "dev": "eval", "test": "test"}.get(
+        name
+    )
+
+
+def store_examples(con: Any, ws: Workspace, examples: Columns | list[Example]) -> tuple[int, dict[str, int]]:
+    """Insert the examples not yet stored and give each new one its split.  Call inside a transaction.
+
+    Returns (number added, counts of the added by split).
+    """
+    cols = examples if isinstance(examples, Columns) else Columns.of(examples)
+    if not len(cols):
+        return 0, {}
+    ratios = tuple(ws.get_setting("split_ratios", list(DEFAULT_RATIOS)))
+    con.register("_incoming", cols.to_arrow(ratios))  # type: ignore[arg-type]
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT i.* FROM _incoming i ANTI JOIN examples e ON e.id = i.id")
+        con.execute(
+            """
+            INSERT INTO examples (id, messages, task, origin, source, parent_id, meta, group_key)
+            SELECT id, messages, task, origin, source, parent_id, meta, group_key FROM _new
+            """
+        )
+        # Split: the pin, else the split the group already has (test beats eval beats train), else the hash.
+        con.execute(
+            """
+            INSERT INTO splits (example_id, split, pinned)
+            SELECT n.id, coalesce(n.pin, g.split, n.hashed), n.pin IS NOT NULL
+            FROM _new n
+            LEFT JOIN (
+                SELECT e.group_key,
+                       arg_max(s.split, CASE s.split WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END) AS split
+                FROM examples e JOIN splits s ON s.example_id = e.id
+                WHERE e.group_key IN (SELECT group_key FROM _new)
+                GROUP BY e.group_key
+            ) g ON g.group_key = n.group_key
+            """
+        )
+        rows = con.execute(
+            "SELECT s.split, count(*) FROM _new n JOIN splits s ON s.example_id = n.id GROUP BY 1"
+        ).fetchall()
+        added = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
+        con.execute("DROP TABLE _new")
+    finally:
+        con.unregister("_incoming")
+    return int(added), {s: int(c) for s, c in rows}

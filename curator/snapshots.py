@@ -1,0 +1,359 @@
+"""Snapshots: immutable, content-addressed versions of the dataset.
+
+A snapshot's id is a hash of its sorted (example id, split) members, so the same data always
+gives the same id.  Each snapshot is a folder ``snapshots/<id>/`` with one Parquet file per
+split and a ``manifest.json`` (file sha256s, counts by split and origin, parent, creation time,
+tool version).  Reading a snapshot checks every file against its manifest hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .errors import IntegrityError, SnapshotError
+from .splits import SPLITS
+from .workspace import Workspace
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "Snapshot",
+    "create_snapshot",
+    "diff_snapshots",
+    "export_snapshot",
+    "list_snapshots",
+    "read_split",
+    "resolve_snapshot",
+]
+
+EXPORT_FORMATS = ("openai", "hf", "parquet")
+_COLUMNS = "e.id, e.messages::VARCHAR AS messages, e.task, e.origin, e.source, e.parent_id, e.meta::VARCHAR AS meta"
+
+#: Called with (connection, workspace) before a snapshot is written; returns a refusal message or None.
+#: The dataset-quality module registers the leakage gate here.
+SNAPSHOT_GATES: list[Callable[[Any, Workspace], str | None]] = []
+
+
+@dataclass
+class Snapshot:
+    id: str
+    name: str | None
+    parent_id: str | None
+    created_at: str
+    counts: dict[str, Any]
+    path: Path
+    created: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "parent_id": self.parent_id, "created_at": self.created_at,
+            "counts": self.counts, "path": str(self.path), "created": self.created,
+        }
+
+
+def _first(rows: list[Any]) -> Any:
+    return rows[0] if rows else None
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("-") or len(name) > 100:
+        raise SnapshotError(f"invalid snapshot name {name!r}: use letters, digits, '-', '_' or '.' (no slashes)")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _row_to_snapshot(ws: Workspace, row: tuple[Any, ...]) -> Snapshot:
+    sid, name, parent, created, counts, mpath = row
+    return Snapshot(sid, name, parent, str(created), json.loads(counts) if counts else {}, ws.path / mpath)
+
+
+def create_snapshot(
+    ws: Workspace, *, name: str | None = None, allow_leakage: bool = False, log: Callable[[str], None] | None = None
+) -> Snapshot:
+    """Freeze the active examples and their splits.  The same content twice returns the existing snapshot."""
+    if name is not None:
+        _check_name(name)
+    with ws.connect() as con:
+        members = con.execute(
+            """SELECT e.id, s.split FROM examples e JOIN splits s ON s.example_id = e.id
+               WHERE e.status = 'active' ORDER BY e.id"""
+        ).fetchall()
+        if not members:
+            raise SnapshotError("no active examples to snapshot: run `curator ingest FILE` first")
+        digest = hashlib.sha256("\n".join(f"{i}\t{s}" for i, s in members).encode()).hexdigest()
+        sid = digest[:16]
+        existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
+        if name is not None:
+            clash = _first(con.execute("SELECT id FROM snapshots WHERE name = ? AND id <> ?", [name, sid]).fetchall())
+            if clash:
+                raise SnapshotError(f"snapshot name {name!r} is already used by snapshot {clash[0]}")
+        if existing:
+            if name and not existing[1]:
+                con.execute("UPDATE snapshots SET name = ? WHERE id = ?", [name, sid])
+                existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
+            return _row_to_snapshot(ws, existing)
+        if not allow_leakage:
+            for gate in SNAPSHOT_GATES:
+                refusal = gate(con, ws)
+                if refusal:
+                    raise SnapshotError(refusal)
+        parent = _first(con.execute("SELECT id FROM snapshots ORDER BY seq DESC LIMIT 1").fetchall())
+        parent_id = parent[0] if parent else None
+        out = ws.snapshots_dir / sid
+        tmp = ws.snapshots_dir / f".{sid}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        files: dict[str, Any] = {}
+        for split in SPLITS:
+            target = tmp / f"{split}.parquet"
+            con.execute(
+                f"""COPY (SELECT {_COLUMNS} FROM examples e JOIN splits s ON s.example_id = e.id
+                          WHERE e.status = 'active' AND s.split = '{split}' ORDER BY e.id)
+                    TO '{target}' (FORMAT parquet)"""
+            )
+            files[split] = {"path": target.name, "sha256": _sha256(target), "rows": pq.read_metadata(target).num_rows}
+        counts = _counts(con)
+        created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        manifest = {
+            "id": sid, "name": name, "parent_id": parent_id, "created_at": created_at, "content_sha256": digest,
+            "tool": f"curator-loop {__version__}", "files": files, "counts": counts,
+        }
+        extra = _EXTRA_WRITERS and {k: w(con, tmp) for k, w in _EXTRA_WRITERS.items()}
+        if extra:
+            manifest["extra"] = extra
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                """INSERT INTO snapshots (id, name, parent_id, created_at, counts, manifest_path, seq)
+                   SELECT ?, ?, ?, ?, ?, ?, coalesce(max(seq), 0) + 1 FROM snapshots""",
+                [sid, name, parent_id, created_at, json.dumps(counts), str(out.relative_to(ws.path) / "manifest.json")],
+            )
+            con.execute(
+                """INSERT INTO snapshot_members SELECT ?, e.id, s.split FROM examples e
+                   JOIN splits s ON s.example_id = e.id WHERE e.status = 'active'""",
+                [sid],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        if log:
+            log(f"snapshot {sid} written to {out}")
+        snap = _row_to_snapshot(ws, con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall()[0])
+        snap.created = True
+        return snap
+
+
+#: Extra files written into a new snapshot folder: name -> writer(con, folder) returning manifest info.
+_EXTRA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {}
+
+
+def _counts(con: Any) -> dict[str, Any]:
+    rows = con.execute(
+        """SELECT s.split, e.origin, e.task, count(*) FROM examples e JOIN splits s ON s.example_id = e.id
+           WHERE e.status = 'active' GROUP BY ALL"""
+    ).fetchall()
+    out: dict[str, Any] = {"total": 0, "by_split": {}, "by_origin": {}, "by_task": {}, "by_split_origin": {}}
+    for split, origin, task, n in rows:
+        out["total"] += n
+        out["by_split"][split] = out["by_split"].get(split, 0) + n
+        out["by_origin"][origin] = out["by_origin"].get(origin, 0) + n
+        out["by_task"][task] = out["by_task"].get(task, 0) + n
+        key = f"{split}/{origin}"
+        out["by_split_origin"][key] = out["by_split_origin"].get(key, 0) + n
+    return out
+
+
+def list_snapshots(ws: Workspace) -> list[Snapshot]:
+    with ws.connect() as con:
+        rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots ORDER BY seq").fetchall()
+    return [_row_to_snapshot(ws, r) for r in rows]
+
+
+def resolve_snapshot(ws: Workspace, ref: str) -> Snapshot:
+    """A snapshot by id, unique id prefix, name, or ``latest``."""
+    with ws.connect() as con:
+        if ref == "latest":
+            rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots ORDER BY seq DESC LIMIT 1").fetchall()
+        else:
+            rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE name = ?", [ref]).fetchall()
+            if not rows:
+                rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE starts_with(id, ?)", [ref]).fetchall()
+    if not rows:
+        raise SnapshotError(f"no snapshot {ref!r} (see `curator snapshot list`)")
+    if len(rows) > 1:
+        raise SnapshotError(f"snapshot id prefix {ref!r} is ambiguous: {', '.join(r[0] for r in rows)}")
+    return _row_to_snapshot(ws, rows[0])
+
+
+def load_manifest(snap: Snapshot, *, verify: bool = True) -> dict[str, Any]:
+    """The manifest; with ``verify`` every data file's sha256 is checked against it."""
+    if not snap.path.exists():
+        raise IntegrityError(f"snapshot {snap.id}: manifest {snap.path} is missing")
+    manifest = json.loads(snap.path.read_text())
+    if verify:
+        for info in manifest["files"].values():
+            f = snap.path.parent / info["path"]
+            if not f.exists():
+                raise IntegrityError(f"snapshot {snap.id}: {f} is missing")
+            if _sha256(f) != info["sha256"]:
+                raise IntegrityError(
+                    f"snapshot {snap.id}: {f} was modified after the snapshot was written (sha256 mismatch); "
+                    "snapshots are immutable: create a new one instead"
+                )
+    return manifest
+
+
+def read_split(ws: Workspace, ref: str | Snapshot, split: str, *, verify: bool = True) -> list[dict[str, Any]]:
+    """The rows of one split as dicts, with ``messages`` and ``meta`` decoded."""
+    snap = ref if isinstance(ref, Snapshot) else resolve_snapshot(ws, ref)
+    manifest = load_manifest(snap, verify=verify)
+    if split not in manifest["files"]:
+        raise SnapshotError(f"snapshot {snap.id} has no split {split!r}")
+    rows = pq.read_table(snap.path.parent / manifest["files"][split]["path"]).to_pylist()
+    for r in rows:
+        r["messages"] = json.loads(r["messages"])
+        r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
+    return rows
+
+
+def diff_snapshots(ws: Workspace, a: str, b: str) -> dict[str, Any]:
+    """What changed from snapshot ``a`` to ``b``: added, removed and moved examples, by origin, with reasons."""
+    sa, sb = resolve_snapshot(ws, a), resolve_snapshot(ws, b)
+    with ws.connect() as con:
+        rows = con.execute(
+            """
+            WITH a AS (SELECT example_id, split FROM snapshot_members WHERE snapshot_id = ?),
+                 b AS (SELECT example_id, split FROM snapshot_members WHERE snapshot_id = ?)
+            SELECT coalesce(a.example_id, b.example_id) AS id, a.split, b.split, e.origin, e.excluded_reason,
+                   (SELECT d.kind || ': ' || coalesce(d.reason, '') || coalesce(' (of ' || d.other_id || ')', '')
+                      FROM decisions d WHERE d.example_id = coalesce(a.example_id, b.example_id)
+                      AND d.undone_at IS NULL ORDER BY d.created_at DESC LIMIT 1) AS decision
+            FROM a FULL OUTER JOIN b ON a.example_id = b.example_id
+            LEFT JOIN examples e ON e.id = coalesce(a.example_id, b.example_id)
+            WHERE a.split IS DISTINCT FROM b.split
+            ORDER BY id
+            """,
+            [sa.id, sb.id],
+        ).fetchall()
+    out: dict[str, Any] = {"from": sa.id, "to": sb.id, "added": {}, "removed": {}, "moved": {}, "removed_examples": [],
+                           "moved_examples": []}
+    for eid, split_a, split_b, origin, excluded, decision in rows:
+        if split_a is None:
+            out["added"][origin] = out["added"].get(origin, 0) + 1
+        elif split_b is None:
+            out["removed"][origin] = out["removed"].get(origin, 0) + 1
+            out["removed_examples"].append({"id": eid, "origin": origin, "split": split_a,
+                                            "reason": decision or excluded or "not in the newer snapshot"})
+        else:
+            out["moved"][origin] = out["moved"].get(origin, 0) + 1
+            out["moved_examples"].append({"id": eid, "origin": origin, "from": split_a, "to": split_b})
+    return out
+
+
+def _safe_target(out: Path, name: str) -> Path:
+    """``out/name``, refusing any path (``..``, absolute, symlink) that ends up outside ``out``."""
+    root = out.resolve()
+    target = (out / name).resolve()
+    if target != root and root not in target.parents:
+        raise SnapshotError(f"refusing to write {out / name}: it resolves to {target}, outside {root}")
+    return out / name
+
+
+def export_snapshot(
+    ws: Workspace, ref: str, fmt: str, out: str | Path, *, split: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Write a snapshot as OpenAI chat JSONL, a ``datasets`` folder, or Parquet, after verifying it."""
+    if fmt not in EXPORT_FORMATS:
+        raise SnapshotError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
+    if split is not None and split not in SPLITS:
+        raise SnapshotError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    snap = resolve_snapshot(ws, ref)
+    manifest = load_manifest(snap, verify=True)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SnapshotError(f"{out} exists and is not a folder")
+    splits = [split] if split else list(SPLITS)
+    names = {"openai": [f"{s}.jsonl" for s in splits], "parquet": [f"{s}.parquet" for s in splits], "hf": ["."]}[fmt]
+    if out.exists() and any(out.iterdir()):
+        clashes = [n for n in names if n == "." or (out / n).exists() or (out / n).is_symlink()]
+        if clashes and not force:
+            raise SnapshotError(f"{out} already holds an export ({', '.join(clashes)}); pass --force to overwrite")
+    targets = {n: _safe_target(out, n) for n in names if n != "."}
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {}
+    if fmt == "parquet":
+        for s in splits:
+            src = snap.path.parent / manifest["files"][s]["path"]
+            dst = targets[f"{s}.parquet"]
+            if dst.is_symlink():
+                dst.unlink()
+            shutil.copyfile(src, dst)
+            written[s] = {"path": str(dst), "rows": manifest["files"][s]["rows"]}
+    elif fmt == "openai":
+        for s in splits:
+            rows = read_split(ws, snap, s, verify=False)
+            dst = targets[f"{s}.jsonl"]
+            if dst.is_symlink():
+                dst.unlink()
+            with dst.open("w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n")
+            written[s] = {"path": str(dst), "rows": len(rows)}
+    else:
+        from datasets import Dataset, DatasetDict
+
+        parts = {}
+        for s in splits:
+            rows = read_split(ws, snap, s, verify=False)
+            parts[s] = Dataset.from_list(
+                [
+                    {"id": r["id"], "task": r["task"], "origin": r["origin"],
+                     "messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]}
+                    for r in rows
+                ]
+            ) if rows else Dataset.from_dict({"id": [], "task": [], "origin": [], "messages": []})
+            written[s] = {"path": str(out / s), "rows": len(rows)}
+        if force and (out / "dataset_dict.json").exists():
+            shutil.rmtree(out)
+        DatasetDict(parts).save_to_disk(str(out))
+    return {"snapshot": snap.id, "format": fmt, "out": str(out), "files": written}
+
+
+def snapshot_stats(ws: Workspace, ref: str | None = None) -> dict[str, Any]:
+    """Counts by split, origin and task (of a snapshot, or of the live workspace)."""
+    if ref is not None:
+        return dict(resolve_snapshot(ws, ref).counts)
+    with ws.connect() as con:
+        counts = _counts(con)
+        excluded = con.execute("SELECT count(*) FROM examples WHERE status <> 'active'").fetchall()[0][0]
+    counts["excluded"] = int(excluded)
+    return counts
+
+
+def split_table(ws: Workspace, snap: Snapshot, split: str) -> pa.Table:
+    """One split as an Arrow table (verified)."""
+    manifest = load_manifest(snap, verify=True)
+    return pq.read_table(snap.path.parent / manifest["files"][split]["path"])

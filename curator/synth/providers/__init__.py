@@ -1,0 +1,65 @@
+"""Teacher / judge providers behind one async interface, and the spec factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curator.errors import ProviderError
+
+from .anthropic import AnthropicProvider
+from .base import (
+    PROVIDER_KINDS,
+    SPEC_FORMS,
+    Completion,
+    GenParams,
+    Provider,
+    RetryableError,
+    error_for_status,
+    is_retryable_status,
+    parse_retry_after,
+    parse_spec,
+)
+from .compatible import CompatibleProvider
+from .openai import OpenAIProvider
+
+__all__ = [
+    "PROVIDER_KINDS",
+    "SPEC_FORMS",
+    "AnthropicProvider",
+    "CompatibleProvider",
+    "Completion",
+    "GenParams",
+    "OpenAIProvider",
+    "Provider",
+    "RetryableError",
+    "error_for_status",
+    "is_retryable_status",
+    "make_provider",
+    "parse_retry_after",
+    "parse_spec",
+]
+
+
+def make_provider(spec: str, **kw: Any) -> Provider:
+    """Build the provider a spec names; ``kw`` goes to its constructor (api_key, timeout, ...).
+
+    ``openai:MODEL``, ``anthropic:MODEL``, ``compatible:BASE_URL:MODEL``, ``local:NAME|PATH``.
+    For ``local`` the module ``.local`` is imported only now and called as
+    ``LocalProvider("NAME|PATH", **kw)``.
+    """
+    kind, model, base_url = parse_spec(spec)
+    if kind == "openai":
+        return OpenAIProvider(model, **kw)
+    if kind == "anthropic":
+        return AnthropicProvider(model, **kw)
+    if kind == "compatible":
+        assert base_url is not None
+        return CompatibleProvider(base_url, model, **kw)
+    try:
+        from .local import LocalProvider  # type: ignore[import-not-found, unused-ignore]
+    except ModuleNotFoundError as e:
+        if e.name is not None and e.name.endswith("providers.local"):
+            raise ProviderError("local provider not available") from e
+        raise ProviderError(f"local provider not available: {e}") from e  # a dependency of local.py
+    provider: Provider = LocalProvider(model, **kw)
+    return provider

@@ -1,0 +1,207 @@
+"""The workspace: a folder holding one DuckDB file, snapshots, runs and reports.
+
+One writer at a time.  DuckDB takes an exclusive lock on the database file, and a second
+process that tries to open it fails at once; we turn that into
+``WorkspaceLockedError`` ("workspace ... is in use by another process") instead of a hang.
+Connections are opened per operation and closed after, so a long job (training) does not
+hold the lock while it is not touching the database.
+
+Schema changes are numbered migrations (``m001_initial``, ``m002_...``) applied once each,
+in order, and recorded in the ``_migrations`` table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .errors import WorkspaceError, WorkspaceLockedError
+
+__all__ = ["DB_NAME", "MIGRATIONS", "Workspace", "default_workspace_path"]
+
+DB_NAME = "curator.duckdb"
+ENV_VAR = "CURATOR_WORKSPACE"
+
+_M001 = """
+CREATE TABLE examples (
+    id VARCHAR NOT NULL,  -- unique by construction: every insert goes through an anti-join on id
+    messages JSON NOT NULL,
+    task VARCHAR NOT NULL,
+    origin VARCHAR NOT NULL,
+    source VARCHAR,
+    parent_id VARCHAR,
+    meta JSON,
+    group_key VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    status VARCHAR NOT NULL DEFAULT 'active',
+    excluded_reason VARCHAR
+);
+CREATE TABLE splits (
+    example_id VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    pinned BOOLEAN NOT NULL DEFAULT false,
+    assigned_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+CREATE TABLE decisions (
+    example_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    other_id VARCHAR,
+    score DOUBLE,
+    reason VARCHAR,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    undone_at TIMESTAMP
+);
+CREATE TABLE snapshots (
+    id VARCHAR PRIMARY KEY,
+    name VARCHAR,
+    parent_id VARCHAR,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    counts JSON,
+    manifest_path VARCHAR NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE snapshot_members (
+    snapshot_id VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    split VARCHAR NOT NULL
+);
+CREATE TABLE ingests (
+    path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    format VARCHAR NOT NULL,
+    rows_read INTEGER NOT NULL,
+    rows_added INTEGER NOT NULL,
+    rows_skipped INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+CREATE TABLE settings (key VARCHAR PRIMARY KEY, value JSON NOT NULL);
+"""
+
+#: Applied in order, once each.  Append; never edit a migration that has shipped.
+MIGRATIONS: list[tuple[str, str | Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("m001_initial", _M001),
+]
+
+
+def default_workspace_path() -> Path:
+    """``$CURATOR_WORKSPACE`` or ``./.curator``."""
+    return Path(os.environ.get(ENV_VAR) or ".curator")
+
+
+class Workspace:
+    """A workspace folder.  ``with ws.connect() as con`` gives a migrated DuckDB connection."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_workspace_path()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._depth = 0
+
+    # -- folders -----------------------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.path / "reports"
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if self.path.exists() and not self.path.is_dir():
+            raise WorkspaceError(f"workspace {self.path} is not a folder")
+        if read_only and not self.db_path.exists():
+            raise WorkspaceError(f"no workspace at {self.path} (run `curator ingest` first, or pass --workspace)")
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.db_path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                m = re.search(r"PID (\d+)", str(e))
+                who = f" (PID {m.group(1)})" if m else ""
+                raise WorkspaceLockedError(
+                    f"workspace {self.path} is in use by another process{who}; wait for it to finish"
+                ) from None
+            raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
+        except duckdb.Error as e:
+            raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
+        if not read_only:
+            _migrate(con)
+        return con
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open (or reuse, when nested) a connection; closed when the outermost block ends."""
+        if self._con is None:
+            self._con = self._open(read_only)
+        self._depth += 1
+        try:
+            yield self._con
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._con.close()
+                self._con = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: the block's writes are committed together or rolled back on any error."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- settings ----------------------------------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        import json
+
+        with self.connect() as con:
+            rows = con.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchall()
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        import json
+
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, json.dumps(value)]
+            )
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if callable(step):
+                step(con)
+            else:
+                con.execute(step)
+            con.execute("INSERT INTO _migrations VALUES (?, current_timestamp)", [name])
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")

@@ -1,0 +1,589 @@
+"""A local stand-in for the OpenAI and Anthropic HTTP APIs, good enough for the official SDKs.
+
+::
+
+    with FakeLLMServer() as srv:
+        srv.script("hello", rate_limited(retry_after=2), server_error())
+        client = openai.AsyncOpenAI(base_url=srv.openai_base_url, api_key="sk-test")
+        ...
+        assert srv.count("/v1/chat/completions") == 3
+        assert srv.requests[0].body["model"] == "gpt-4o-mini"
+
+Speaks ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic), plus a
+compact ``/v1/models``, ``/v1/files`` and ``/v1/fine_tuning/jobs``.  Replies to the two chat
+endpoints come from the script queue (:meth:`FakeLLMServer.script`), else from ``responder``
+(a callable), else ``"fake reply N"``.  A reply may be a plain string or a :class:`Reply`,
+which can carry a fault: see :func:`rate_limited`, :func:`server_error`, :func:`overloaded`,
+:func:`slow`, :func:`malformed`, :func:`drop`, :func:`http_error`.
+
+Requests are served in parallel (one thread each); ``latency`` adds a fixed sleep to every
+request, so N concurrent requests take about one latency, not N.  Only 127.0.0.1 is bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = [
+    "FakeLLMServer",
+    "RecordedRequest",
+    "Reply",
+    "drop",
+    "http_error",
+    "malformed",
+    "overloaded",
+    "rate_limited",
+    "server_error",
+    "slow",
+]
+
+_AUTH_HEADERS = {"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"}
+_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
+_TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Reply:
+    """One scripted answer of a chat endpoint.
+
+    ``finish_reason`` uses OpenAI words ("stop", "length"); Anthropic replies get
+    ``end_turn`` / ``max_tokens``.  Token counts default to word counts.  ``status`` other than
+    200 sends an error body of the endpoint's flavour; ``fault`` is ``"malformed"`` (invalid JSON
+    with status 200) or ``"drop"`` (close the connection without answering).  ``delay`` sleeps
+    before answering; ``body`` replaces the generated JSON body verbatim.
+    """
+
+    text: str = "ok"
+    finish_reason: str = "stop"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    status: int = 200
+    retry_after: float | str | None = None
+    fault: str | None = None
+    delay: float = 0.0
+    message: str = ""
+    body: Any = None
+
+
+def rate_limited(retry_after: float | str | None = 1, message: str = "Rate limit reached") -> Reply:
+    """HTTP 429, with a ``Retry-After`` header unless ``retry_after`` is None."""
+    return Reply(status=429, retry_after=retry_after, message=message)
+
+
+def server_error(status: int = 500, message: str = "The server had an error") -> Reply:
+    return Reply(status=status, message=message)
+
+
+def overloaded() -> Reply:
+    """Anthropic's HTTP 529 ``overloaded_error``."""
+    return Reply(status=529, message="Overloaded")
+
+
+def http_error(status: int, message: str = "Bad request") -> Reply:
+    return Reply(status=status, message=message)
+
+
+def slow(delay: float, text: str = "ok") -> Reply:
+    """Answer ``text`` after ``delay`` seconds."""
+    return Reply(text=text, delay=delay)
+
+
+def malformed() -> Reply:
+    """Status 200, ``application/json``, a body that is not valid JSON."""
+    return Reply(fault="malformed")
+
+
+def drop() -> Reply:
+    """Close the connection without sending a response."""
+    return Reply(fault="drop")
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it; credential headers are left out of ``headers``."""
+
+    method: str
+    path: str  # without the query string
+    query: str
+    headers: dict[str, str]  # lower-case names, credential headers removed
+    body: Any  # parsed JSON, a dict of multipart fields, or None
+    has_auth: bool  # whether a credential header was present
+    time: float = field(default_factory=time.monotonic)
+
+
+Responder = Callable[[RecordedRequest], "Reply | str"]
+
+
+def _words(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content.split())
+    if isinstance(content, list):
+        return sum(_words(b.get("text", "")) for b in content if isinstance(b, dict))
+    return 0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+    owner: FakeLLMServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    timeout = 30  # idle keep-alive connections end after this
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        self.server.owner._handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.owner._handle(self, "POST")
+
+    def do_DELETE(self) -> None:
+        self.server.owner._handle(self, "DELETE")
+
+    def read_body(self) -> bytes:
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout)
+            self.close_connection = True
+
+
+class FakeLLMServer:
+    """A threaded fake OpenAI + Anthropic server on 127.0.0.1; use as a context manager.
+
+    ``replies``: an iterable of replies to queue, or a responder callable
+    ``(RecordedRequest) -> Reply | str`` used when the queue is empty.
+    ``latency``: seconds every request sleeps before it is answered.
+    ``ft_outcome``: how fine-tuning jobs end, ``"succeeded"`` or ``"failed"``.
+    """
+
+    def __init__(
+        self,
+        replies: Iterable[Reply | str] | Responder | None = None,
+        *,
+        latency: float = 0.0,
+        ft_outcome: str = "succeeded",
+    ) -> None:
+        self.latency = latency
+        self.ft_outcome = ft_outcome
+        self.responder: Responder | None = None
+        self._queue: collections.deque[Reply] = collections.deque()
+        if callable(replies):
+            self.responder = replies
+        elif replies is not None:
+            self.script(*replies)
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._ids = itertools.count(1)
+        self._in_flight = 0
+        self.peak_concurrency = 0
+        self.files: dict[str, dict[str, Any]] = {}  # id -> file object (+ "_content": bytes)
+        self.jobs: dict[str, dict[str, Any]] = {}  # id -> job object
+        self._job_stages: dict[str, list[str]] = {}
+        self._job_events: dict[str, list[dict[str, Any]]] = {}
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> FakeLLMServer:
+        if self._httpd is None:
+            self._httpd = _Server(("127.0.0.1", 0), _Handler)
+            self._httpd.owner = self
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("FakeLLMServer is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    # -- scripting and inspection -------------------------------------------------------------
+    def script(self, *replies: Reply | str) -> None:
+        """Queue replies for the next chat / messages requests, in order."""
+        self._queue.extend(Reply(text=r) if isinstance(r, str) else r for r in replies)
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not yet used."""
+        return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    def count(self, path: str | None = None) -> int:
+        """Requests seen, all of them or those to ``path`` (e.g. "/v1/messages")."""
+        with self._lock:
+            return sum(1 for r in self._requests if path is None or r.path == path)
+
+    def last(self, path: str | None = None) -> RecordedRequest:
+        """The latest request (to ``path``); IndexError if there is none."""
+        return [r for r in self.requests if path is None or r.path == path][-1]
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued replies (files and jobs stay)."""
+        with self._lock:
+            self._requests.clear()
+            self._queue.clear()
+            self.peak_concurrency = 0
+
+    # -- request handling ---------------------------------------------------------------------
+    def _handle(self, h: _Handler, method: str) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.peak_concurrency = max(self.peak_concurrency, self._in_flight)
+        try:
+            raw = h.read_body()
+            path, _, query = h.path.partition("?")
+            ctype = h.headers.get("content-type", "")
+            body: Any = None
+            if raw and ctype.startswith("multipart/form-data"):
+                body = _parse_multipart(ctype, raw)
+            elif raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+            headers = {k.lower(): v for k, v in h.headers.items()}
+            rec = RecordedRequest(
+                method=method,
+                path=path,
+                query=query,
+                headers={k: v for k, v in headers.items() if k not in _AUTH_HEADERS},
+                body=body,
+                has_auth=any(k in _AUTH_HEADERS for k in headers),
+            )
+            with self._lock:
+                self._requests.append(rec)
+            if self.latency > 0:
+                time.sleep(self.latency)
+            self._route(h, rec)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _route(self, h: _Handler, rec: RecordedRequest) -> None:
+        p, m = rec.path.rstrip("/"), rec.method
+        parts = p.split("/")
+        if m == "POST" and p == "/v1/chat/completions":
+            return self._chat(h, rec, "openai")
+        if m == "POST" and p == "/v1/messages":
+            return self._chat(h, rec, "anthropic")
+        if m == "GET" and p == "/v1/models":
+            data = [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "curator"}]
+            return self._json(h, 200, {"object": "list", "data": data})
+        if p == "/v1/files" and m == "POST":
+            return self._upload(h, rec)
+        if p.startswith("/v1/files/") and m == "GET":
+            f = self.files.get(parts[3])
+            if f is None:
+                return self._error(h, "openai", 404, f"No such file: {parts[3]}")
+            if len(parts) == 5 and parts[4] == "content":
+                return h.send(200, f["_content"])
+            return self._json(h, 200, _public(f))
+        if p.startswith("/v1/fine_tuning/jobs"):
+            return self._fine_tuning(h, rec, parts)
+        return self._error(h, "openai", 404, f"Unknown route {m} {rec.path}")
+
+    def _next_reply(self, rec: RecordedRequest, n: int) -> Reply:
+        with self._lock:
+            reply: Reply | str | None = self._queue.popleft() if self._queue else None
+        if reply is None and self.responder is not None:
+            reply = self.responder(rec)
+        if reply is None:
+            reply = f"fake reply {n}"
+        return Reply(text=reply) if isinstance(reply, str) else reply
+
+    def _chat(self, h: _Handler, rec: RecordedRequest, flavour: str) -> None:
+        n = next(self._ids)
+        reply = self._next_reply(rec, n)
+        if reply.delay > 0:
+            time.sleep(reply.delay)
+        if reply.fault == "drop":
+            h.close_connection = True
+            return
+        if reply.fault == "malformed":
+            return h.send(200, b'{"id": "broken", "choices": [{"message": ')
+        if reply.status != 200:
+            extra = {} if reply.retry_after is None else {"Retry-After": str(reply.retry_after)}
+            return self._error(h, flavour, reply.status, reply.message or "error", extra)
+        if reply.body is not None:
+            return self._json(h, 200, reply.body)
+        body = rec.body if isinstance(rec.body, dict) else {}
+        model = str(body.get("model", "fake-model"))
+        msgs = body.get("messages") or []
+        tin = reply.input_tokens
+        if tin is None:
+            tin = sum(_words(m.get("content")) for m in msgs if isinstance(m, dict))
+            tin += _words(body.get("system", ""))
+        tout = reply.output_tokens if reply.output_tokens is not None else len(reply.text.split())
+        if flavour == "openai":
+            out: dict[str, Any] = {
+                "id": f"chatcmpl-fake{n}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                        "finish_reason": reply.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout},
+            }
+        else:
+            out = {
+                "id": f"msg_fake{n}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": reply.text}],
+                "stop_reason": _ANTHROPIC_STOP.get(reply.finish_reason, reply.finish_reason),
+                "stop_sequence": None,
+                "usage": {"input_tokens": tin, "output_tokens": tout},
+            }
+        self._json(h, 200, out, {"x-request-id": f"req_fake{n}", "request-id": f"req_fake{n}"})
+
+    # -- files and fine-tuning jobs -----------------------------------------------------------
+    def _upload(self, h: _Handler, rec: RecordedRequest) -> None:
+        form = rec.body if isinstance(rec.body, dict) else {}
+        upload = form.get("file")
+        if not isinstance(upload, dict):
+            return self._error(h, "openai", 400, "multipart field 'file' is required")
+        fid = f"file-fake{next(self._ids)}"
+        obj = {
+            "id": fid,
+            "object": "file",
+            "bytes": len(upload["content"]),
+            "created_at": int(time.time()),
+            "filename": upload["filename"],
+            "purpose": form.get("purpose", "fine-tune"),
+            "status": "processed",
+            "_content": upload["content"],
+        }
+        self.files[fid] = obj
+        self._json(h, 200, _public(obj))
+
+    def _event(self, job_id: str, message: str, level: str = "info") -> None:
+        self._job_events[job_id].append(
+            {
+                "id": f"ftevent-fake{next(self._ids)}",
+                "object": "fine_tuning.job.event",
+                "created_at": int(time.time()),
+                "level": level,
+                "message": message,
+                "type": "message",
+                "data": None,
+            }
+        )
+
+    def _fine_tuning(self, h: _Handler, rec: RecordedRequest, parts: list[str]) -> None:
+        m = rec.method
+        if len(parts) == 4:  # /v1/fine_tuning/jobs
+            if m == "GET":
+                data = [dict(j) for j in reversed(self.jobs.values())]
+                return self._json(h, 200, {"object": "list", "data": data, "has_more": False})
+            return self._create_job(h, rec)
+        job = self.jobs.get(parts[4])
+        if job is None:
+            return self._error(h, "openai", 404, f"No such fine-tuning job: {parts[4]}")
+        jid = job["id"]
+        action = parts[5] if len(parts) > 5 else ""
+        if m == "GET" and action == "":
+            with self._lock:
+                stages = self._job_stages[jid]
+                if job["status"] not in _TERMINAL and stages:
+                    self._set_status(job, stages.pop(0))
+            return self._json(h, 200, job)
+        if m == "GET" and action == "events":
+            events = list(reversed(self._job_events[jid]))
+            return self._json(h, 200, {"object": "list", "data": events, "has_more": False})
+        if m == "POST" and action == "cancel":
+            with self._lock:
+                if job["status"] not in _TERMINAL:
+                    self._set_status(job, "cancelled")
+            return self._json(h, 200, job)
+        return self._error(h, "openai", 404, f"Unknown route {m} {rec.path}")
+
+    def _create_job(self, h: _Handler, rec: RecordedRequest) -> None:
+        body = rec.body if isinstance(rec.body, dict) else {}
+        training = body.get("training_file")
+        if training not in self.files:
+            return self._error(h, "openai", 400, f"invalid training_file: {training}")
+        if not body.get("model"):
+            return self._error(h, "openai", 400, "model is required")
+        method = body.get("method") or {"type": "supervised"}
+        hyper = body.get("hyperparameters") or (method.get(method.get("type", ""), {}) or {}).get(
+            "hyperparameters"
+        )
+        jid = f"ftjob-fake{next(self._ids)}"
+        job: dict[str, Any] = {
+            "id": jid,
+            "object": "fine_tuning.job",
+            "created_at": int(time.time()),
+            "model": body["model"],
+            "organization_id": "org-fake",
+            "status": "validating_files",
+            "training_file": training,
+            "validation_file": body.get("validation_file"),
+            "hyperparameters": hyper
+            or {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"},
+            "method": method,
+            "seed": int(body.get("seed") or 42),
+            "suffix": body.get("suffix"),
+            "metadata": body.get("metadata"),
+            "result_files": [],
+            "fine_tuned_model": None,
+            "finished_at": None,
+            "trained_tokens": None,
+            "error": None,
+        }
+        with self._lock:
+            self.jobs[jid] = job
+            self._job_stages[jid] = ["queued", "running", self.ft_outcome]
+            self._job_events[jid] = []
+            self._event(jid, f"Created fine-tuning job: {jid}")
+            self._event(jid, "Validating training file")
+        self._json(h, 200, job)
+
+    def _set_status(self, job: dict[str, Any], status: str) -> None:
+        job["status"] = status
+        jid = job["id"]
+        if status == "queued":
+            self._event(jid, "Fine-tuning job queued")
+        elif status == "running":
+            self._event(jid, "Fine-tuning job started")
+        elif status == "succeeded":
+            suffix = job.get("suffix") or "curator"
+            job["fine_tuned_model"] = f"ft:{job['model']}:{suffix}::{jid[-8:]}"
+            job["finished_at"] = int(time.time())
+            job["trained_tokens"] = int(self.files[job["training_file"]]["bytes"]) // 4
+            self._event(jid, "The job has successfully completed")
+        elif status == "failed":
+            job["finished_at"] = int(time.time())
+            job["error"] = {"code": "fake_failure", "message": "Scripted failure", "param": None}
+            self._event(jid, "The job failed: Scripted failure", level="error")
+        elif status == "cancelled":
+            job["finished_at"] = int(time.time())
+            self._event(jid, "Fine-tuning job cancelled")
+
+    # -- responses ----------------------------------------------------------------------------
+    def _json(self, h: _Handler, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        h.send(status, json.dumps(obj).encode(), headers)
+
+    def _error(
+        self, h: _Handler, flavour: str, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        kind = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            404: "not_found_error",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        if flavour == "anthropic":
+            body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+        else:
+            body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        self._json(h, status, body, headers)
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+
+def _parse_multipart(ctype: str, raw: bytes) -> dict[str, Any]:
+    """Form fields as strings; file fields as {"filename", "content" (bytes), "bytes"}."""
+    msg = BytesParser(policy=policy.default).parsebytes(
+        b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    form: dict[str, Any] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True) or b""
+        assert isinstance(data, bytes)
+        filename = part.get_filename()
+        if filename is not None:
+            form[name] = {"filename": filename, "content": data, "bytes": len(data)}
+        else:
+            form[name] = data.decode("utf-8", "replace")
+    return form

@@ -1,0 +1,71 @@
+"""Workspace: migrations recorded once, and a second writer gets a clear error (no hang, no corruption)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import chat, count_rows, write_jsonl
+
+from curator.errors import WorkspaceError, WorkspaceLockedError
+from curator.ingest import ingest_file
+from curator.workspace import MIGRATIONS, Workspace
+
+
+def test_migrations_applied_once(ws) -> None:
+    with ws.connect() as con:
+        names = [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY name").fetchall()]
+    assert names == [m[0] for m in MIGRATIONS]
+    with Workspace(ws.path).connect() as con:
+        assert con.execute("SELECT count(*) FROM _migrations").fetchall()[0][0] == len(MIGRATIONS)
+
+
+def test_second_process_gets_locked_error(ws, tmp_path: Path) -> None:
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)",
+         str(ws.db_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        t0 = time.time()
+        with pytest.raises(WorkspaceLockedError, match=r"workspace .* is in use by another process \(PID \d+\)"):
+            ingest_file(ws, write_jsonl(tmp_path / "b.jsonl", [chat("q2", "a2")]))
+        assert time.time() - t0 < 5  # fails at once, does not hang
+    finally:
+        holder.kill()
+        holder.wait()
+    assert count_rows(ws)["examples"] == 1
+
+
+def test_cli_reports_lock(ws, tmp_path: Path) -> None:
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)",
+         str(ws.db_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        holder.stdout.readline()
+        r = subprocess.run([sys.executable, "-m", "curator", "--workspace", str(ws.path), "ingest",
+                            str(write_jsonl(tmp_path / "b.jsonl", [chat("q2", "a2")]))],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error: workspace ") and "in use by another process" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_workspace_path_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(WorkspaceError, match="is not a folder"), Workspace(f).connect():
+        pass
