@@ -8,35 +8,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from . import __version__
-from .errors import CuratorError
+from .clikit import CuratorGroup
+from .clikit import log as _log
+from .clikit import workspace as _ws
 from .output import echo_json, table
 from .workspace import Workspace
 
 __all__ = ["main"]
-
-
-class CuratorGroup(click.Group):
-    """Turns :class:`CuratorError` into ``Error: ...`` and exit code 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CuratorError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(1)
-
-
-def _ws(ctx: click.Context) -> Workspace:
-    return ctx.find_root().obj["workspace"]
-
-
-def _log(msg: str) -> None:
-    click.echo(msg, err=True)
 
 
 @click.group(cls=CuratorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,7 +77,7 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str | No
         reports.append(r.to_dict())
         if not as_json:
             splits = ", ".join(f"{k} {v}" for k, v in sorted(r.by_split.items()))
-            click.echo(f"{r.path} ({r.format}): {r.examples} examples, {r.added} added"
+            click.echo(f"{r.path} ({r.format}): {r.examples} example{'s' if r.examples != 1 else ''}, {r.added} added"
                        + (f" ({splits})" if splits else "") + f", {r.already_present} already present"
                        + (f", {r.duplicates_in_file} repeated in file" if r.duplicates_in_file else ""))
             for s in r.skipped:

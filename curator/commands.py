@@ -1,6 +1,6 @@
-"""Registry of the commands that live outside ``cli.py`` (quality, synth, feedback, trainer, evals, rounds).
+"""Command modules that live outside ``cli.py``; each defines ``register(group)``.
 
-Each module exposes ``register(group)``; missing modules are skipped so the CLI works while parts are built.
+A module that is not there (yet) is skipped, so the CLI works while parts are being built.
 """
 
 from __future__ import annotations
@@ -9,9 +9,22 @@ import importlib
 
 import click
 
-_MODULES: list[str] = []
+MODULES = (
+    "curator.quality_cli",   # dedup, restore, leakage, audit
+    "curator.synth.cli",     # generate
+    "curator.feedback.cli",  # feedback ingest
+    "trainer.cli",           # train, runs, lineage, chat, export-model
+    "evals.cli",             # eval
+    "curator.rounds_cli",    # round, rounds
+)
 
 
 def register(group: click.Group) -> None:
-    for name in _MODULES:
-        importlib.import_module(name).register(group)
+    for name in MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        mod.register(group)

@@ -51,6 +51,8 @@ def run_demo(
             raise CuratorError(f"bundled {name} does not validate: {rep.to_dict()['errors']}")
         log(f"       {name}: {rep.examples} examples, no errors, median {rep.tokens['median']:.0f} tokens")
     log("[demo] 3/5 ingesting seeds (train/eval) and the held-out test set")
+    # The test set is brought by the user (pinned), so the seeds are split between train and eval only.
+    ws.set_setting("split_ratios", [0.85, 0.15, 0.0])
     r1 = ingest_file(ws, seeds / "seeds.jsonl", task="support", origin="seed")
     r2 = ingest_file(ws, seeds / "test.jsonl", task="support", split="test", origin="seed")
     log(f"       seeds: {r1.added} added {r1.by_split}; test: {r2.added} added")

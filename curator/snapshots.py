@@ -323,7 +323,10 @@ def export_snapshot(
                     f.write(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n")
             written[s] = {"path": str(dst), "rows": len(rows)}
     else:
+        import datasets
         from datasets import Dataset, DatasetDict
+
+        datasets.disable_progress_bars()
 
         parts = {}
         for s in splits:
