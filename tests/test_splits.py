@@ -54,3 +54,16 @@ def test_ratios() -> None:
     with pytest.raises(CuratorError):
         parse_ratios("80/20")
     assert hash_split("g", (1.0, 0.0, 0.0)) == "train"
+
+
+def test_generated_and_logged_data_never_hash_into_test(ws) -> None:
+    from curator.ingest import store_examples
+    from curator.records import Example
+
+    ws.set_setting("split_ratios", [0.0, 0.0, 1.0])  # everything new would go to test
+    exs = [Example.from_messages([{"role": "user", "content": f"gen {i}"}, {"role": "assistant", "content": "a"}],
+                                 origin=origin) for i, origin in enumerate(["synthetic", "feedback", "import"])]
+    with ws.transaction() as con:
+        store_examples(con, ws, exs)
+    splits = _splits(ws)
+    assert [splits[e.id] for e in exs] == ["train", "train", "test"]
