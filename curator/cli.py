@@ -253,7 +253,8 @@ def snapshot_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 
 @snapshot.command("export")
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(["openai", "hf", "parquet"]), default="openai", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["openai", "hf", "parquet", "dpo"]), default="openai",
+              show_default=True, help="dpo: prompt/chosen/rejected JSONL of the preference pairs, for TRL's DPOTrainer.")
 @click.option("--split", type=click.Choice(["train", "eval", "test"]), help="Export one split only.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True, help="Overwrite an existing export.")
@@ -261,7 +262,7 @@ def snapshot_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 @click.pass_context
 def snapshot_export(ctx: click.Context, ref: str, fmt: str, split: str | None, out: Path, force: bool,
                     as_json: bool) -> None:
-    """Write a snapshot as OpenAI chat JSONL, a `datasets` folder (load_from_disk) or Parquet.
+    """Write a snapshot as OpenAI chat JSONL, a `datasets` folder (load_from_disk), Parquet, or DPO pairs.
 
     \b
     curator snapshot export latest --format openai --out exports/v1

@@ -37,7 +37,7 @@ __all__ = [
     "resolve_snapshot",
 ]
 
-EXPORT_FORMATS = ("openai", "hf", "parquet")
+EXPORT_FORMATS = ("openai", "hf", "parquet", "dpo")
 _COLUMNS = "e.id, e.messages::VARCHAR AS messages, e.task, e.origin, e.source, e.parent_id, e.meta::VARCHAR AS meta"
 
 #: Called with (connection, workspace) before a snapshot is written; returns a refusal message or None.
@@ -97,7 +97,11 @@ def create_snapshot(
         ).fetchall()
         if not members:
             raise SnapshotError("no active examples to snapshot: run `curator ingest FILE` first")
-        digest = hashlib.sha256("\n".join(f"{i}\t{s}" for i, s in members).encode()).hexdigest()
+        from .feedback.preferences import snapshot_digest  # "" when there are no preference pairs
+
+        digest = hashlib.sha256(
+            ("\n".join(f"{i}\t{s}" for i, s in members) + snapshot_digest(con)).encode()
+        ).hexdigest()
         sid = digest[:16]
         existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
         if name is not None:
@@ -168,6 +172,16 @@ def create_snapshot(
 
 #: Extra files written into a new snapshot folder: name -> writer(con, folder) returning manifest info.
 _EXTRA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {}
+
+
+def _write_preferences(con: Any, folder: Path) -> Any:
+    """The preference pairs of train (and eval) prompts, for DPO (see :mod:`curator.feedback.preferences`)."""
+    from .feedback.preferences import write_snapshot_preferences
+
+    return write_snapshot_preferences(con, folder)
+
+
+_EXTRA_WRITERS["preferences"] = _write_preferences
 
 
 def _counts(con: Any) -> dict[str, Any]:
@@ -296,7 +310,12 @@ def export_snapshot(
     if out.exists() and not out.is_dir():
         raise SnapshotError(f"{out} exists and is not a folder")
     splits = [split] if split else list(SPLITS)
-    names = {"openai": [f"{s}.jsonl" for s in splits], "parquet": [f"{s}.parquet" for s in splits], "hf": ["."]}[fmt]
+    if fmt == "dpo":
+        from .feedback.preferences import dpo_export_splits, write_dpo_jsonl
+
+        splits = dpo_export_splits(snap.id, manifest, split)
+    names = {"openai": [f"{s}.jsonl" for s in splits], "parquet": [f"{s}.parquet" for s in splits], "hf": ["."],
+             "dpo": [f"{s}.jsonl" for s in splits]}[fmt]
     if out.exists() and any(out.iterdir()):
         clashes = [n for n in names if n == "." or (out / n).exists() or (out / n).is_symlink()]
         if clashes and not force:
@@ -322,6 +341,9 @@ def export_snapshot(
                 for r in rows:
                     f.write(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n")
             written[s] = {"path": str(dst), "rows": len(rows)}
+    elif fmt == "dpo":
+        for s in splits:
+            written[s] = write_dpo_jsonl(snap.path, snap.id, manifest, s, targets[f"{s}.jsonl"])
     else:
         import datasets
         from datasets import Dataset, DatasetDict

@@ -1,0 +1,177 @@
+"""The gates a liked answer passes before it becomes an SFT example.
+
+The same gates as any new data: it must not overlap the eval or test split (a logged conversation
+that equals a test item must not enter train), and it must not duplicate a stored active example
+or an earlier candidate of the same batch.
+
+First, a candidate whose prompt group (first user turn, :func:`curator.records.group_key`) already
+has an eval or test example is rejected: by the group rule it would join that split.  Then the
+dataset-quality functions decide: :func:`curator.leakage.find_leaks_of` (``exact`` and
+``ngram`` overlap, plus ``semantic`` when asked) and :func:`curator.dedup.find_duplicates_of`
+(``exact``, ``near``, ``semantic``).  When they cannot be imported, a local fallback runs: exact
+(folded text, :func:`curator.dedup.normalize.exact_key`) and near (word-bigram Jaccard >=
+:data:`NEAR_THRESHOLD`, :func:`curator.dedup.minhash.near_duplicate_pairs`) on the conversation
+text, and for leakage the same two on the conversation and on the prompt against eval/test
+examples; no semantic check there.
+
+:func:`gate` returns, for each rejected candidate id, the reason, plus the names of the gates that ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from ..dedup.minhash import near_duplicate_pairs
+from ..dedup.normalize import exact_key
+from ..embed import example_text
+from ..errors import CuratorError
+from ..records import Example
+from ..workspace import Workspace
+
+__all__ = ["GATE_METHODS", "NEAR_THRESHOLD", "GateResult", "gate", "gate_methods"]
+
+#: Duplicate methods a positive is checked with; ``semantic`` also adds the semantic leakage check.
+GATE_METHODS = ("exact", "near", "semantic")
+#: Word-bigram Jaccard at or above which two conversations are near duplicates (fallback gates).
+NEAR_THRESHOLD = 0.8
+
+
+@dataclass
+class GateResult:
+    """Why each rejected candidate was rejected (candidate id -> reason), and which gates ran."""
+
+    rejected: dict[str, str] = field(default_factory=dict)
+    gates: list[str] = field(default_factory=list)
+
+
+def gate_methods(gates: bool | Sequence[str] | str) -> tuple[str, ...]:
+    """``True`` -> all of :data:`GATE_METHODS`; ``False`` -> none; names (or ``"exact,near"``) -> those."""
+    if gates is True:
+        return GATE_METHODS
+    if gates is False:
+        return ()
+    names = [g.strip() for g in (gates.split(",") if isinstance(gates, str) else gates) if g.strip()]
+    unknown = [g for g in names if g not in GATE_METHODS]
+    if unknown:
+        raise CuratorError(f"unknown gate {unknown[0]!r} (choose from {', '.join(GATE_METHODS)})")
+    return tuple(g for g in GATE_METHODS if g in names)
+
+
+def gate(ws: Workspace, con: Any, candidates: Sequence[Example], methods: Sequence[str] = GATE_METHODS) -> GateResult:
+    """Leakage first, then duplicates, over ``candidates`` in order (of two candidates the first wins)."""
+    result = GateResult()
+    if not candidates or not methods:
+        return result
+    leak_methods = ("exact", "ngram", "semantic") if "semantic" in methods else ("exact", "ngram")
+    result.rejected.update(_group_leaks(con, candidates))
+    result.gates.append("prompt group vs eval/test")
+    try:
+        from ..dedup import find_duplicates_of
+        from ..leakage import find_leaks_of
+    except ImportError:
+        result.rejected.update(_fallback_leaks(con, [c for c in candidates if c.id not in result.rejected]))
+        rest = [c for c in candidates if c.id not in result.rejected]
+        result.rejected.update(_fallback_duplicates(con, rest, "near" in methods))
+        dup = "+".join(m for m in methods if m != "semantic") or "-"
+        result.gates += ["leakage exact+near vs eval/test (fallback)", f"duplicates {dup} (fallback)"]
+        return result
+    rest = [c for c in candidates if c.id not in result.rejected]
+    for m in find_leaks_of(ws, rest, splits=("eval", "test"), methods=leak_methods):
+        c = rest[m.candidate]
+        score = "" if m.kind == "exact" else f" {m.score:.2f}"
+        result.rejected.setdefault(c.id, f"leakage ({m.kind}{score}) into {m.split} example {m.other_id}")
+    result.gates.append(f"leakage {'+'.join(leak_methods)} vs eval/test")
+    rest = [c for c in candidates if c.id not in result.rejected]
+    for m in find_duplicates_of(ws, rest, methods=tuple(methods)):
+        c = rest[m.candidate]
+        other = m.other_id
+        if other.startswith("candidate:"):
+            other = f"{rest[int(other.split(':', 1)[1])].id} (same file)"
+        score = "" if m.kind == "exact" else f" {m.score:.2f}"
+        result.rejected.setdefault(c.id, f"duplicate ({m.kind}{score}) of {other}")
+    result.gates.append(f"duplicates {'+'.join(methods)}")
+    return result
+
+
+def _group_leaks(con: Any, candidates: Sequence[Example]) -> dict[str, str]:
+    """Candidates whose prompt group (first user turn) already has an eval/test example.
+
+    Such an example would join that split by the group rule: logged data must not grow the held-out splits.
+    """
+    groups = {c.group: c.id for c in candidates}
+    con.register("_groups", pa.table({"g": list(groups)}))
+    try:
+        rows = con.execute(
+            """SELECT e.group_key, arg_max(s.split, CASE s.split WHEN 'test' THEN 2 ELSE 1 END), min(e.id)
+               FROM examples e JOIN splits s ON s.example_id = e.id
+               WHERE s.split IN ('eval', 'test') AND e.group_key IN (SELECT g FROM _groups)
+               GROUP BY e.group_key"""
+        ).fetchall()
+    finally:
+        con.unregister("_groups")
+    found = {g: (split, eid) for g, split, eid in rows}
+    return {c.id: f"leakage (prompt) into {found[c.group][0]} example {found[c.group][1]}: same first user turn"
+            for c in candidates if c.group in found}
+
+
+# -- fallback -------------------------------------------------------------------------------------------------
+def _stored(con: Any, where: str) -> tuple[list[str], list[list[dict[str, Any]]], list[str]]:
+    rows = con.execute(
+        f"SELECT e.id, e.messages::VARCHAR, s.split FROM examples e JOIN splits s ON s.example_id = e.id WHERE {where}"
+    ).fetchall()
+    return [r[0] for r in rows], [json.loads(r[1]) for r in rows], [r[2] for r in rows]
+
+
+def _fallback_leaks(con: Any, candidates: Sequence[Example]) -> dict[str, str]:
+    ids, messages, splits = _stored(con, "s.split IN ('eval', 'test') AND e.status = 'active'")
+    out: dict[str, str] = {}
+    if not ids:
+        return out
+    for view in ("conversation", "prompt"):
+        keys: dict[str, int] = {}
+        for i, m in enumerate(messages):
+            keys.setdefault(exact_key(example_text(m, view)), i)
+        for c in candidates:
+            j = keys.get(exact_key(example_text(c.messages, view)))
+            if j is not None:
+                out.setdefault(c.id, f"leakage (exact {view}) into {splits[j]} example {ids[j]}")
+    for view in ("conversation", "prompt"):
+        texts = [example_text(m, view) for m in messages] + [example_text(c.messages, view) for c in candidates]
+        pairs, scores = near_duplicate_pairs(texts, NEAR_THRESHOLD, weights=(0.2, 0.8))
+        n = len(ids)
+        for (a, b), s in zip(pairs.tolist(), scores.tolist(), strict=True):
+            if a < n <= b:
+                out.setdefault(candidates[b - n].id, f"leakage (near {view} {s:.2f}) into {splits[a]} example {ids[a]}")
+    return out
+
+
+def _fallback_duplicates(con: Any, candidates: Sequence[Example], near: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not candidates:
+        return out
+    ids, messages, _ = _stored(con, "e.status = 'active'")
+    keys: dict[str, str] = {}
+    for i, m in enumerate(messages):
+        keys.setdefault(exact_key(example_text(m)), ids[i])
+    for c in candidates:
+        key = exact_key(example_text(c.messages))
+        if key in keys:
+            out[c.id] = f"duplicate (exact) of {keys[key]}"
+        else:
+            keys[key] = f"{c.id} (same file)"
+    if not near:
+        return out
+    n = len(ids)
+    texts = [example_text(m) for m in messages] + [example_text(c.messages) for c in candidates]
+    pairs, scores = near_duplicate_pairs(texts, NEAR_THRESHOLD, weights=(0.2, 0.8))
+    for (a, b), s in sorted(zip(pairs.tolist(), scores.tolist(), strict=True), key=lambda p: (p[0][1], p[0][0])):
+        if b < n:
+            continue  # b > a, so b is a candidate; a is stored or an earlier candidate
+        other = ids[a] if a < n else f"{candidates[a - n].id} (same file)"
+        out.setdefault(candidates[b - n].id, f"duplicate (near {s:.2f}) of {other}")
+    return out
