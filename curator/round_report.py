@@ -74,7 +74,7 @@ def _examples_table(items: list[dict[str, Any]], title: str) -> str:
         rows.append(
             "<tr>" + "".join(
                 f"<td><pre>{escape(str(it.get(k, ''))[:600])}</pre></td>"
-                for k in ("prompt", "reference", "baseline_prediction", "prediction")
+                for k in ("prompt", "reference", "baseline_prediction", "run_prediction")
             ) + "</tr>"
         )
     return (f"<h3>{escape(title)} ({len(items)})</h3><table><tr><th>prompt</th><th>reference</th>"

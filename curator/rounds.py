@@ -100,7 +100,7 @@ def run_round(
     from evals.compare import compare
     from evals.runner import evaluate
     from evals.weaknesses import weaknesses as find_weaknesses
-    from trainer.train import train
+    from trainer import train
 
     from .snapshots import create_snapshot
 
@@ -207,7 +207,7 @@ def _config_wants_dpo(config: str | Path | None) -> bool:
 
 def _compact_comparison(d: dict[str, Any]) -> dict[str, Any]:
     keep = {}
-    for key in ("metrics", "mcnemar", "regressions", "n", "per_task"):
+    for key in ("metrics", "mcnemar", "regressions", "n_paired", "by_task", "warnings"):
         if key in d:
             keep[key] = d[key]
     for key in ("fixed", "broken", "newly_fixed", "newly_broken"):
