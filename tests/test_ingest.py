@@ -179,3 +179,11 @@ def test_failure_inside_the_transaction_leaves_nothing(ws, tmp_path: Path, monke
     with pytest.raises(RuntimeError):
         ingest_file(ws, write_jsonl(tmp_path / "b.jsonl", [chat(f"q{i}", "a") for i in range(1, 30)]))
     assert count_rows(ws) == before
+
+
+def test_chat_extra_fields_are_kept_in_meta(ws, tmp_path: Path) -> None:
+    row = {**chat("q", "Diagnosis: x."), "key_phrases": ["Diagnosis"], "weight_note": {"a": 1}}
+    ingest_file(ws, write_jsonl(tmp_path / "k.jsonl", [row]))
+    with ws.connect() as con:
+        meta = json.loads(con.execute("SELECT meta FROM examples").fetchall()[0][0])
+    assert meta["key_phrases"] == ["Diagnosis"] and meta["weight_note"] == {"a": 1}

@@ -22,5 +22,6 @@ def convert(obj: dict[str, Any]) -> list[tuple[list[dict[str, Any]], dict[str, A
         w = m.get("weight")
         if w is not None and w not in (0, 1):
             raise RowError(f'message {i} "weight" must be 0 or 1, got {w!r}')
-    meta = {k: v for k, v in obj.items() if k not in ("messages",) and isinstance(v, str | int | float | bool)}
+    # Everything else on the line is kept (e.g. ``key_phrases`` lists that the evaluator uses).
+    meta = {k: v for k, v in obj.items() if k != "messages"}
     return [(messages, meta)]

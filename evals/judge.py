@@ -1,0 +1,452 @@
+"""LLM-as-judge: rubric scores (1-5 with a rationale) and pairwise A-vs-B with position swapping.
+
+Any provider spec works (``openai:MODEL``, ``anthropic:MODEL``, ``compatible:URL:MODEL``,
+``local:NAME|PATH``).  Requests go through the synthetic-generation request cache
+(:mod:`curator.synth.cache`, the ``requests`` table, same keys) and its spend cap
+(:mod:`curator.synth.budget`, prices from ``prices.yaml``): judging the same answer twice costs
+nothing the second time.  Judging is never on by default; it runs only when a judge is named.
+When the synthetic-generation ``local`` provider is not available, ``local:`` specs use
+:class:`LocalJudge` (the local model through :func:`curator.models.generate`; a weak judge, good for
+tests and offline smoke runs).
+
+* **Rubric** (:func:`judge_eval`): each prediction of an evaluation is graded against its reference
+  and the rubric; the score is stored in ``eval_results.scores["judge"]`` (so ``compare`` treats it
+  like any other metric) and the rationale in ``eval_results.meta``.
+* **Pairwise** (:func:`judge_pairwise`): each example is judged twice, once with the run's answer
+  as A and once as B.  The run wins an example only when both orders agree; any disagreement
+  (position bias) counts as a tie.  The preference is the mean of +1 (run wins), 0 (tie), -1
+  (baseline wins), with a paired bootstrap CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from curator.errors import BudgetExceededError, ProviderError
+from curator.models import generate, load_model
+from curator.synth.budget import Budget, PriceUnknownError, load_prices, max_input_tokens
+from curator.synth.cache import RequestRow, RequestStore, request_key
+from curator.synth.providers import Completion, GenParams, Provider, RetryableError, make_provider, parse_spec
+from curator.workspace import Workspace
+
+from .runner import eval_rows, resolve_eval
+
+__all__ = [
+    "DEFAULT_RUBRIC",
+    "LocalJudge",
+    "Verdict",
+    "judge_eval",
+    "judge_pairwise",
+    "make_judge",
+    "pairwise_messages",
+    "parse_rubric",
+    "parse_winner",
+    "rubric_messages",
+    "run_requests",
+]
+
+DEFAULT_RUBRIC = """\
+5: correct and complete; as useful as the reference; follows every instruction of the system prompt (format included).
+4: correct, with a minor omission or a small format slip.
+3: partly correct: right direction, but an important step is missing, vague or wrong.
+2: mostly wrong, generic or off-format; would not solve the user's problem.
+1: wrong, unsafe, or does not answer."""
+
+_RUBRIC_SYSTEM = (
+    "You are a strict, fair grader of an assistant's answers. Grade the candidate answer to the conversation "
+    "against the reference answer and the rubric. Reply with one JSON object and nothing else: "
+    '{"score": <integer 1-5>, "rationale": "<one or two sentences>"}'
+)
+_PAIRWISE_SYSTEM = (
+    "You are a strict, fair judge. Two assistants answered the same conversation. Decide which answer is better "
+    "for the user, using the reference answer as a guide to what a good answer contains. Do not prefer an answer "
+    "for its position or its length. Reply with one JSON object and nothing else: "
+    '{"winner": "A" | "B" | "tie", "rationale": "<one or two sentences>"}'
+)
+
+
+# -- prompts and parsing ---------------------------------------------------------------------------------------------
+def _conversation_text(prompt: Sequence[dict[str, Any]]) -> str:
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in prompt)
+
+
+def rubric_messages(
+    prompt: Sequence[dict[str, Any]], reference: str, candidate: str, rubric: str = DEFAULT_RUBRIC
+) -> list[dict[str, str]]:
+    """The chat sent to the judge to grade one answer."""
+    user = (
+        f"Conversation:\n{_conversation_text(prompt)}\n\nReference answer:\n{reference}\n\n"
+        f"Candidate answer:\n{candidate}\n\nRubric:\n{rubric}\n\nReply with the JSON object only."
+    )
+    return [{"role": "system", "content": _RUBRIC_SYSTEM}, {"role": "user", "content": user}]
+
+
+def pairwise_messages(
+    prompt: Sequence[dict[str, Any]], reference: str, answer_a: str, answer_b: str
+) -> list[dict[str, str]]:
+    """The chat sent to the judge to pick the better of two answers."""
+    user = (
+        f"Conversation:\n{_conversation_text(prompt)}\n\nReference answer:\n{reference}\n\n"
+        f"Answer A:\n{answer_a}\n\nAnswer B:\n{answer_b}\n\nReply with the JSON object only."
+    )
+    return [{"role": "system", "content": _PAIRWISE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    for m in re.finditer(r"\{.*?\}", text, re.DOTALL):
+        try:
+            obj = json.loads(m.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def parse_rubric(text: str) -> tuple[int | None, str]:
+    """(score 1-5 or None when the reply has none, rationale) from a judge's reply."""
+    obj = _json_object(text)
+    if obj is not None and "score" in obj:
+        try:
+            score = int(float(obj["score"]))
+        except (TypeError, ValueError):
+            score = None
+        if score is not None and 1 <= score <= 5:
+            return score, str(obj.get("rationale", "")).strip()
+    m = re.search(r"(?i)\bscore\b\W{0,5}([1-5])\b", text) or re.match(r"\s*([1-5])\b(?![.,]\d)", text)
+    if m:
+        return int(m.group(1)), text.strip()
+    return None, text.strip()
+
+
+def parse_winner(text: str) -> tuple[str | None, str]:
+    """("A" | "B" | "tie" | None, rationale) from a judge's reply."""
+    obj = _json_object(text)
+    if obj is not None and "winner" in obj:
+        w = str(obj["winner"]).strip().strip("\"'").lower()
+        if w in ("a", "b", "tie"):
+            return ("tie" if w == "tie" else w.upper()), str(obj.get("rationale", "")).strip()
+    m = re.search(r"(?i)\bwinner\b\W{0,5}(A|B|tie)\b", text) or re.match(r"\s*(?:answer\s+)?(A|B)\b", text)
+    if m:
+        w = m.group(1)
+        return ("tie" if w.lower() == "tie" else w.upper()), text.strip()
+    if re.search(r"(?i)\b(tie|equally good|both are equal)\b", text):
+        return "tie", text.strip()
+    return None, text.strip()
+
+
+# -- providers -------------------------------------------------------------------------------------------------------
+class LocalJudge(Provider):
+    """A local chat model (registry name or folder) as a judge, through :func:`curator.models.generate`."""
+
+    name = "local"
+    remote = False
+
+    def __init__(self, model: str, *, batch_size: int = 4) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _model(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            self._loaded = load_model(self.model)
+        return self._loaded
+
+    def complete_many(self, chats: Sequence[list[dict[str, Any]]], params: GenParams) -> list[Completion]:
+        """Batched greedy (or sampled) completions of several chats."""
+        model, tok = self._model()
+        outs = generate(model, tok, list(chats), max_new_tokens=params.max_tokens, batch_size=self.batch_size,
+                        temperature=params.temperature, top_p=params.top_p, seed=params.seed or 0)
+        return [Completion(o.text, o.prompt_tokens, o.output_tokens, o.finish_reason, raw={}) for o in outs]
+
+    async def complete(self, messages: list[dict[str, Any]], params: GenParams) -> Completion:
+        return self.complete_many([messages], params)[0]
+
+    async def aclose(self) -> None:
+        self._loaded = None
+
+
+def make_judge(spec: str, **kw: Any) -> Provider:
+    """The provider a spec names; ``local:`` falls back to :class:`LocalJudge` when synth has no local provider."""
+    kind, model, _ = parse_spec(spec)
+    if kind == "local":
+        try:
+            return make_provider(spec, **kw)
+        except ProviderError as e:
+            if "not available" not in str(e):
+                raise
+            return LocalJudge(model)
+    return make_provider(spec, **kw)
+
+
+# -- requests through the shared cache and budget ---------------------------------------------------------------------
+def run_requests(
+    ws: Workspace,
+    provider: Provider,
+    chats: Sequence[list[dict[str, Any]]],
+    params: GenParams,
+    *,
+    job: str = "judge",
+    concurrency: int = 4,
+    budget_usd: float | None = None,
+    max_attempts: int = 4,
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
+    """The reply text of each chat: from the ``requests`` cache, else from the provider (then cached).
+
+    Retryable failures are retried up to ``max_attempts`` times (honouring ``Retry-After``).  With a
+    ``budget_usd`` cap, a request whose worst-case cost could cross it is not sent:
+    :class:`~curator.errors.BudgetExceededError` is raised after the requests in flight finish (their
+    replies are cached, so a rerun with a bigger budget continues where this one stopped).
+    """
+    kind = provider.name
+    pdict = params.to_dict()
+    keys = [request_key(kind, provider.model, list(c), pdict) for c in chats]
+    with ws.connect() as con:
+        store = RequestStore(con)
+        store.preload(keys)
+        cached = {k: store.get(k, query=False) for k in keys}
+    texts: dict[str, str] = {k: c.text for k, c in cached.items() if c is not None}
+    todo = [(k, c) for k, c in dict(zip(keys, chats, strict=True)).items() if k not in texts]
+    if log and chats:
+        log(f"judge {provider.spec}: {len(chats) - len(todo)} cached, {len(todo)} to request")
+    if not todo:
+        return [texts[k] for k in keys]
+
+    price = load_prices(workspace_dir=ws.path).lookup(kind, provider.model)
+    if budget_usd is not None and price is None:
+        raise PriceUnknownError(
+            f"no price for {provider.spec}: add it to a prices file (--prices FILE, $CURATOR_PRICES or "
+            f"{ws.path / 'prices.yaml'}) to use a budget"
+        )
+    budget = Budget(budget_usd)
+
+    def record(rows: list[RequestRow]) -> None:
+        with ws.connect() as con:
+            st = RequestStore(con)
+            st.preload([r.key for r in rows])
+            st.write(rows)
+
+    def row(key: str, chat: list[dict[str, Any]], c: Completion | None, attempts: int, error: str | None) -> RequestRow:
+        cost = price.cost(c.input_tokens, c.output_tokens) if (c is not None and price is not None) else None
+        return RequestRow(
+            key=key, provider=kind, model=provider.model, request={"messages": chat, "params": pdict},
+            status="ok" if c is not None else "failed", job=job, attempts=attempts,
+            response=(c.raw or None) if c is not None else None, text=c.text if c else None,
+            finish_reason=c.finish_reason if c else None, input_tokens=c.input_tokens if c else None,
+            output_tokens=c.output_tokens if c else None, cost_usd=cost, error=error,
+        )
+
+    if isinstance(provider, LocalJudge):
+        comps = provider.complete_many([c for _, c in todo], params)
+        record([row(k, c, comp, 1, None) for (k, c), comp in zip(todo, comps, strict=True)])
+        texts.update({k: comp.text for (k, _), comp in zip(todo, comps, strict=True)})
+        return [texts[k] for k in keys]
+
+    async def one(key: str, chat: list[dict[str, Any]], sem: asyncio.Semaphore) -> None:
+        async with sem:
+            reserve = price.cost(max_input_tokens(chat), params.max_tokens) if price is not None else 0.0
+            if not budget.try_reserve(reserve):
+                return
+            error: str | None = None
+            for attempt in range(1, max_attempts + 1):
+                try:
+                    comp = await provider.complete(chat, params)
+                except RetryableError as e:
+                    error = str(e)
+                    if attempt == max_attempts:
+                        break
+                    await asyncio.sleep(e.retry_after if e.retry_after is not None else min(0.5 * 2 ** attempt, 8.0))
+                    continue
+                except ProviderError as e:
+                    error = str(e)
+                    break
+                actual = price.cost(comp.input_tokens, comp.output_tokens) if price is not None else 0.0
+                budget.settle(reserve, actual)
+                record([row(key, chat, comp, attempt, None)])
+                texts[key] = comp.text
+                return
+            budget.settle(reserve, 0.0)
+            record([row(key, chat, None, max_attempts, error)])
+            raise ProviderError(f"judge {provider.spec} failed after {attempt} attempt(s): {error}")
+
+    async def main() -> None:
+        sem = asyncio.Semaphore(max(1, concurrency))
+        try:
+            results = await asyncio.gather(*(one(k, c, sem) for k, c in todo), return_exceptions=True)
+        finally:
+            await provider.aclose()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    asyncio.run(main())
+    if budget.exhausted:
+        raise BudgetExceededError(
+            f"judge budget ${budget_usd:.4f} reached after ${budget.spent_this_run:.4f}: "
+            f"{len([k for k, _ in todo if k not in texts])} request(s) not sent (the others are cached)"
+        )
+    return [texts[k] for k in keys]
+
+
+# -- rubric grading of one evaluation ---------------------------------------------------------------------------------
+def _prompts(ws: Workspace, ids: Sequence[str]) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """id -> (prompt messages, reference) from the examples table."""
+    if not ids:
+        return {}
+    with ws.connect() as con:
+        rows = con.execute(
+            "SELECT id, messages::VARCHAR FROM examples WHERE list_contains(?::VARCHAR[], id)", [list(ids)]
+        ).fetchall()
+    out = {}
+    for eid, msgs in rows:
+        messages = json.loads(msgs)
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is not None:
+            out[eid] = ([{"role": m["role"], "content": m["content"]} for m in messages[:last]],
+                        messages[last]["content"])
+    return out
+
+
+def judge_eval(
+    ws: Workspace,
+    eval_ref: str,
+    judge: str | Provider,
+    *,
+    rubric: str = DEFAULT_RUBRIC,
+    max_tokens: int = 256,
+    concurrency: int = 4,
+    budget_usd: float | None = None,
+    limit: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Grade every prediction of an evaluation 1-5 against its reference; store and return the summary.
+
+    The summary (also stored under ``summary["judge"]`` of the evaluation) has ``judge``, ``n``,
+    ``mean``, ``unparsed`` and the score ``distribution``.
+    """
+    ev = resolve_eval(ws, eval_ref)
+    provider = make_judge(judge) if isinstance(judge, str) else judge
+    rows = eval_rows(ws, ev.id)[: limit or None]
+    prompts = _prompts(ws, [r.example_id for r in rows])
+    rows = [r for r in rows if r.example_id in prompts]
+    params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0)
+    chats = [rubric_messages(prompts[r.example_id][0], prompts[r.example_id][1], r.prediction, rubric) for r in rows]
+    replies = run_requests(ws, provider, chats, params, job=f"judge:rubric:{ev.id}", concurrency=concurrency,
+                           budget_usd=budget_usd, log=log)
+    scores: list[int | None] = []
+    with ws.transaction() as con:
+        for r, reply in zip(rows, replies, strict=True):
+            score, rationale = parse_rubric(reply)
+            scores.append(score)
+            new_scores = {**r.scores, "judge": score}
+            new_meta = {**r.meta, "judge": provider.spec, "judge_rationale": rationale[:2000]}
+            con.execute(
+                "UPDATE eval_results SET scores = ?, meta = ? WHERE eval_id = ? AND example_id = ?",
+                [json.dumps(new_scores), json.dumps(new_meta), ev.id, r.example_id],
+            )
+        got = [s for s in scores if s is not None]
+        summary = {
+            "judge": provider.spec, "rubric": rubric, "n": len(got), "unparsed": len(scores) - len(got),
+            "mean": (sum(got) / len(got)) if got else None,
+            "distribution": {str(k): got.count(k) for k in range(1, 6)},
+        }
+        new_summary = {**ev.summary, "judge": summary}
+        con.execute("UPDATE evals SET summary = ? WHERE id = ?", [json.dumps(new_summary), ev.id])
+    return summary
+
+
+# -- pairwise with position swapping ----------------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    """One example judged in both orders: ``run_first`` (run = A) and ``run_second`` (run = B)."""
+
+    example_id: str
+    run_first: str | None  # "run" | "baseline" | "tie" | None (unparsed)
+    run_second: str | None
+    outcome: int | None  # +1 run wins, 0 tie (or orders disagree), -1 baseline wins, None unparsed
+    consistent: bool
+    rationale: str
+
+
+def _side(winner: str | None, run_is: str) -> str | None:
+    if winner is None:
+        return None
+    if winner == "tie":
+        return "tie"
+    return "run" if winner == run_is else "baseline"
+
+
+def judge_pairwise(
+    ws: Workspace,
+    run_eval: str,
+    baseline_eval: str,
+    judge: str | Provider,
+    *,
+    ids: Sequence[str] | None = None,
+    max_tokens: int = 256,
+    concurrency: int = 4,
+    budget_usd: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Pairwise A-vs-B judgement of two evaluations' predictions, each example in both orders.
+
+    Returns ``judge``, ``n``, ``run_wins``, ``baseline_wins``, ``ties``, ``inconsistent`` (orders
+    disagreed), ``unparsed``, ``preference`` (mean of +1/0/-1) with ``ci_low``/``ci_high`` and a
+    ``verdict`` ("better", "worse", "no clear change"), and the per-example ``examples``.
+    """
+    ev_a, ev_b = resolve_eval(ws, run_eval), resolve_eval(ws, baseline_eval)
+    provider = make_judge(judge) if isinstance(judge, str) else judge
+    rows_a = {r.example_id: r for r in eval_rows(ws, ev_a.id)}
+    rows_b = {r.example_id: r for r in eval_rows(ws, ev_b.id)}
+    shared = sorted(set(rows_a) & set(rows_b) & set(ids if ids is not None else rows_a))
+    prompts = _prompts(ws, shared)
+    shared = [i for i in shared if i in prompts]
+    chats = []
+    for i in shared:
+        prompt, ref = prompts[i]
+        chats.append(pairwise_messages(prompt, ref, rows_a[i].prediction, rows_b[i].prediction))  # run is A
+        chats.append(pairwise_messages(prompt, ref, rows_b[i].prediction, rows_a[i].prediction))  # run is B
+    params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0)
+    replies = run_requests(ws, provider, chats, params, job=f"judge:pairwise:{ev_a.id}:{ev_b.id}",
+                           concurrency=concurrency, budget_usd=budget_usd, log=log)
+    verdicts: list[Verdict] = []
+    for k, i in enumerate(shared):
+        w1, r1 = parse_winner(replies[2 * k])
+        w2, r2 = parse_winner(replies[2 * k + 1])
+        s1, s2 = _side(w1, "A"), _side(w2, "B")
+        if s1 is None or s2 is None:
+            verdicts.append(Verdict(i, s1, s2, None, False, r1 or r2))
+            continue
+        consistent = s1 == s2
+        outcome = {"run": 1, "baseline": -1, "tie": 0}[s1] if consistent else 0
+        verdicts.append(Verdict(i, s1, s2, outcome, consistent, r1 if consistent else f"A-first: {r1} | B-first: {r2}"))
+    judged = [v for v in verdicts if v.outcome is not None]
+    values = np.array([v.outcome for v in judged], dtype=np.float64)
+    pref = float(values.mean()) if values.size else math.nan
+    lo = hi = math.nan
+    if values.size and n_boot > 0:
+        rng = np.random.default_rng(seed)
+        means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+        alpha = (1 - confidence) / 2
+        lo, hi = (float(x) for x in np.quantile(means, [alpha, 1 - alpha]))
+    verdict = "n/a" if math.isnan(lo) else ("worse" if hi < 0 else "better" if lo > 0 else "no clear change")
+    return {
+        "judge": provider.spec, "n": len(judged), "run_wins": sum(v.outcome == 1 for v in judged),
+        "baseline_wins": sum(v.outcome == -1 for v in judged), "ties": sum(v.outcome == 0 for v in judged),
+        "inconsistent": sum(not v.consistent for v in judged), "unparsed": len(verdicts) - len(judged),
+        "preference": None if math.isnan(pref) else pref, "ci_low": None if math.isnan(lo) else lo,
+        "ci_high": None if math.isnan(hi) else hi, "verdict": verdict,
+        "examples": [v.__dict__ for v in verdicts],
+    }

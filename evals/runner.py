@@ -1,0 +1,453 @@
+"""The evaluation runner: predictions of one run on one snapshot split, scored and stored.
+
+``evaluate(ws, "base")`` or ``evaluate(ws, RUN_ID)``:
+
+1. resolves the run (the pseudo-run ``base`` is the base model with no adapter; any other id is a
+   row of ``runs`` with status ``succeeded``, its LoRA adapter loaded onto its ``base_model``);
+2. reads the split (the snapshot's held-out ``test`` split by default; nothing is ever written to
+   ``examples`` or ``splits``);
+3. generates the answer to every prompt (everything before the last assistant turn) with the same
+   chat template as training, batched and greedy (``temperature=0``, fixed seed);
+4. scores each prediction against the reference (the last assistant turn) with
+   :func:`evals.metrics.score_example` (key phrases from ``meta.key_phrases`` when the example has
+   them, else extracted from the reference), and computes the teacher-forced loss of the reference
+   answer (assistant tokens only, like completion-only training);
+5. stores every prediction with its scores in ``eval_results`` and a summary (overall and per task,
+   with ``eval_loss`` and ``perplexity``) in ``evals``.
+
+An evaluation's id is a hash of (run id, snapshot id, split, generation parameters, base model,
+adapter file hash): evaluating the same thing again returns the stored result without loading the
+model.  Results are stored chunk by chunk, so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curator.errors import CuratorError, ModelError
+from curator.models import DEFAULT_CHAT_MODEL, generate, load_model, prompt_messages, render_chat
+from curator.output import progress as progress_bar
+from curator.snapshots import read_split, resolve_snapshot
+from curator.workspace import Workspace
+
+from .metrics import perplexity, score_example, summarize
+
+__all__ = [
+    "BASE_RUN",
+    "SCORER_VERSION",
+    "EvalResult",
+    "EvalRow",
+    "RunInfo",
+    "assistant_losses",
+    "eval_rows",
+    "evaluate",
+    "list_evals",
+    "load_eval",
+    "resolve_eval",
+    "resolve_run",
+]
+
+#: The pseudo-run id of the base model with no adapter.
+BASE_RUN = "base"
+#: Bumped when per-example scoring changes, so older cached evaluations are not reused.
+SCORER_VERSION = 1
+_EVAL_COLUMNS = "id, run_id, snapshot_id, split, params::VARCHAR, summary::VARCHAR, created_at, status"
+
+
+# -- runs ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunInfo:
+    """What to load for a run: the base model and, for trained runs, the adapter folder."""
+
+    id: str
+    kind: str
+    base_model: str
+    adapter_path: Path | None
+    adapter_sha256: str | None
+
+
+def _hash_files(paths: Sequence[Path], root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def adapter_sha256(folder: Path) -> str:
+    """sha256 over the adapter's files (``adapter_*``, or every top-level file when there is none)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.startswith("adapter_")]
+    if not files:
+        files = [p for p in folder.iterdir() if p.is_file()]
+    return _hash_files(files, folder)
+
+
+def _model_fingerprint(base_model: str) -> str:
+    """A registry name is its own fingerprint; a folder is its config plus weight file names and sizes."""
+    p = Path(base_model).expanduser()
+    if not (p.is_dir() and (p / "config.json").exists()):
+        return base_model
+    h = hashlib.sha256((p / "config.json").read_bytes())
+    for w in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")):
+        h.update(f"{w.name}:{w.stat().st_size}".encode())
+    return f"{p.resolve()}#{h.hexdigest()[:16]}"
+
+
+def resolve_run(ws: Workspace, run: str, *, base_model: str = DEFAULT_CHAT_MODEL) -> RunInfo:
+    """The pseudo-run ``base`` (``base_model`` alone) or a succeeded row of ``runs`` (id or unique prefix)."""
+    if run == BASE_RUN:
+        return RunInfo(BASE_RUN, "base", base_model, None, None)
+    with ws.connect() as con:
+        cols = "id, kind, base_model, adapter_path, status"
+        rows = con.execute(f"SELECT {cols} FROM runs WHERE id = ?", [run]).fetchall()
+        if not rows:
+            rows = con.execute(f"SELECT {cols} FROM runs WHERE starts_with(id, ?)", [run]).fetchall()
+    if not rows:
+        raise ModelError(f"no run {run!r}: use `base` or a run id from `curator runs`")
+    if len({r[0] for r in rows}) > 1:
+        raise ModelError(f"run id prefix {run!r} is ambiguous: {', '.join(sorted({r[0] for r in rows}))}")
+    rid, kind, run_base, adapter, status = rows[-1]
+    if status != "succeeded":
+        raise ModelError(f"run {rid} has status {status!r}; only succeeded runs can be evaluated")
+    if kind == "openai":
+        raise ModelError(f"run {rid} is an OpenAI fine-tune: the local evaluator cannot load it")
+    if adapter is None:
+        return RunInfo(rid, kind, run_base or base_model, None, None)
+    folder = Path(adapter)
+    if not folder.is_absolute():
+        folder = ws.path / folder
+    if not (folder / "adapter_config.json").exists():
+        raise ModelError(f"run {rid}: adapter folder {folder} is missing or has no adapter_config.json")
+    return RunInfo(rid, kind, run_base or base_model, folder, adapter_sha256(folder))
+
+
+# -- results -------------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """One evaluation: its id, what was evaluated, the summary, and whether it came from the cache."""
+
+    id: str
+    run_id: str
+    snapshot_id: str
+    split: str
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    cached: bool = False
+    status: str = "complete"
+    created_at: str | None = None
+    generated: int = 0
+
+    @property
+    def eval_id(self) -> str:
+        """Alias of ``id``."""
+        return self.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "eval_id": self.id, "run_id": self.run_id, "snapshot_id": self.snapshot_id, "split": self.split,
+            "params": self.params, "summary": self.summary, "cached": self.cached, "status": self.status,
+            "created_at": self.created_at, "generated": self.generated,
+        }
+
+
+@dataclass
+class EvalRow:
+    """One stored prediction with its scores."""
+
+    example_id: str
+    prediction: str
+    scores: dict[str, float | None]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_result(row: tuple[Any, ...], cached: bool) -> EvalResult:
+    eid, run_id, snap, split, params, summary, created, status = row
+    return EvalResult(
+        eid, run_id, snap, split, json.loads(params) if params else {}, json.loads(summary) if summary else {},
+        cached=cached, status=status or "complete", created_at=str(created),
+    )
+
+
+def load_eval(ws: Workspace, eval_id: str) -> EvalResult:
+    """A stored evaluation by exact id."""
+    with ws.connect() as con:
+        rows = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals WHERE id = ?", [eval_id]).fetchall()
+    if not rows:
+        raise CuratorError(f"no evaluation {eval_id!r} (see `curator evals`)")
+    return _to_result(rows[0], cached=True)
+
+
+def list_evals(ws: Workspace, run: str | None = None) -> list[EvalResult]:
+    """Stored evaluations, oldest first, optionally of one run."""
+    with ws.connect() as con:
+        where, args = ("WHERE run_id = ?", [run]) if run else ("", [])
+        rows = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals {where} ORDER BY created_at, id", args).fetchall()
+    return [_to_result(r, cached=True) for r in rows]
+
+
+def resolve_eval(
+    ws: Workspace, ref: str, *, snapshot_id: str | None = None, split: str | None = None
+) -> EvalResult:
+    """An evaluation by id (or unique prefix), or the latest complete evaluation of a run id.
+
+    With ``snapshot_id`` / ``split``, a run id picks its latest evaluation on that snapshot and split.
+    """
+    with ws.connect() as con:
+        rows = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals WHERE id = ?", [ref]).fetchall()
+        if rows:
+            return _to_result(rows[0], cached=True)
+        conds, args = ["run_id = ?", "coalesce(status, 'complete') = 'complete'"], [ref]
+        if snapshot_id:
+            conds.append("snapshot_id = ?")
+            args.append(snapshot_id)
+        if split:
+            conds.append("split = ?")
+            args.append(split)
+        rows = con.execute(
+            f"SELECT {_EVAL_COLUMNS} FROM evals WHERE {' AND '.join(conds)} ORDER BY created_at DESC, id LIMIT 1", args
+        ).fetchall()
+        if rows:
+            return _to_result(rows[0], cached=True)
+        prefix = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals WHERE starts_with(id, ?)", [ref]).fetchall()
+    if len(prefix) == 1:
+        return _to_result(prefix[0], cached=True)
+    if len(prefix) > 1:
+        raise CuratorError(f"evaluation id prefix {ref!r} is ambiguous: {', '.join(r[0] for r in prefix)}")
+    where = f" on snapshot {snapshot_id}" if snapshot_id else ""
+    where += f" split {split!r}" if split else ""
+    raise CuratorError(f"no evaluation of {ref!r}{where}: run `curator eval --run {ref}` first")
+
+
+def eval_rows(ws: Workspace, eval_id: str) -> list[EvalRow]:
+    """The stored predictions of an evaluation, in example id order."""
+    with ws.connect() as con:
+        rows = con.execute(
+            "SELECT example_id, prediction, scores::VARCHAR, meta::VARCHAR FROM eval_results WHERE eval_id = ? "
+            "ORDER BY example_id",
+            [eval_id],
+        ).fetchall()
+    return [EvalRow(e, p or "", json.loads(s) if s else {}, json.loads(m) if m else {}) for e, p, s, m in rows]
+
+
+# -- the evaluation ------------------------------------------------------------------------------------------
+@dataclass
+class _Item:
+    id: str
+    task: str
+    messages: list[dict[str, Any]]  # up to and including the reference answer
+    prompt: list[dict[str, Any]]
+    reference: str
+    key_phrases: list[str] | None
+
+
+def _items(rows: list[dict[str, Any]]) -> list[_Item]:
+    out = []
+    for r in sorted(rows, key=lambda r: r["id"]):
+        msgs = r["messages"]
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        if last is None:
+            continue
+        kp = (r.get("meta") or {}).get("key_phrases")
+        phrases = [str(p) for p in kp] if isinstance(kp, list) else None
+        out.append(_Item(r["id"], r["task"], msgs[: last + 1], prompt_messages(msgs[: last + 1]),
+                         msgs[last]["content"], phrases))
+    return out
+
+
+def _clean(x: Any) -> Any:
+    """NaN and infinities become None so the value is valid JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _eval_id(run: RunInfo, snapshot_id: str, split: str, params: dict[str, Any]) -> str:
+    key = {"run": run.id, "snapshot": snapshot_id, "split": split, "adapter_sha256": run.adapter_sha256,
+           "params": {k: v for k, v in params.items() if k not in _NOT_IN_KEY}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Recorded but not part of the cache key: they change speed, not (in exact arithmetic) the outputs.
+_NOT_IN_KEY = ("batch_size",)
+
+
+def assistant_losses(
+    model: Any, tokenizer: Any, conversations: Sequence[list[dict[str, Any]]], *, batch_size: int = 8,
+    max_length: int = 2048,
+) -> list[tuple[float, int]]:
+    """Teacher-forced loss of each conversation's last assistant turn: (mean nats per token, tokens).
+
+    Like completion-only training: the prompt (rendered with the generation prompt) is context, and
+    the loss covers the tokens after it (the answer and its end-of-turn marker).
+    """
+    import torch
+
+    encoded: list[tuple[list[int], int]] = []
+    for conv in conversations:
+        prompt = render_chat(tokenizer, prompt_messages(conv), add_generation_prompt=True)
+        full = render_chat(tokenizer, conv)
+        if not full.startswith(prompt):
+            raise ModelError("the chat template renders the prompt differently inside the full conversation")
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+        ids = (p_ids + c_ids)[:max_length]
+        encoded.append((ids, len(p_ids)))
+    dev = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[tuple[float, int]] = []
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start : start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for i, (ids, n_prompt) in enumerate(batch):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attn[i, : len(ids)] = 1
+            labels[i, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:], dtype=torch.long)
+        with torch.no_grad():
+            logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev)).logits.float()
+        shift_logits = logits[:, :-1, :]
+        shift_labels = labels[:, 1:].to(dev)
+        nll = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100,
+            reduction="none",
+        ).view(shift_labels.shape)
+        mask = shift_labels != -100
+        for i in range(len(batch)):
+            n = int(mask[i].sum())
+            out.append((float(nll[i][mask[i]].sum()) / n if n else math.nan, n))
+        del logits, shift_logits, nll
+    return out
+
+
+def _summary_block(items: list[_Item], rows: dict[str, EvalRow]) -> dict[str, Any]:
+    scored = [rows[it.id] for it in items if it.id in rows]
+    metrics = summarize([{k: v for k, v in r.scores.items() if k != "loss"} for r in scored])
+    tokens = sum(int(r.meta.get("loss_tokens") or 0) for r in scored)
+    nats = sum(float(r.scores.get("loss") or 0.0) * int(r.meta.get("loss_tokens") or 0) for r in scored
+               if r.scores.get("loss") is not None)
+    eval_loss = nats / tokens if tokens else math.nan
+    return {"n": len(scored), **metrics, "eval_loss": eval_loss, "perplexity": perplexity(eval_loss),
+            "mean_output_tokens": (sum(int(r.meta.get("output_tokens") or 0) for r in scored) / len(scored))
+            if scored else math.nan}
+
+
+def _summary(items: list[_Item], rows: dict[str, EvalRow]) -> dict[str, Any]:
+    tasks = sorted({it.task for it in items})
+    reasons: dict[str, int] = {}
+    for it in items:
+        if it.id in rows:
+            r = str(rows[it.id].meta.get("finish_reason"))
+            reasons[r] = reasons.get(r, 0) + 1
+    return _clean({
+        "overall": _summary_block(items, rows),
+        "by_task": {t: _summary_block([it for it in items if it.task == t], rows) for t in tasks},
+        "finish_reasons": reasons,
+    })
+
+
+def evaluate(
+    ws: Workspace,
+    run: str = BASE_RUN,
+    *,
+    snapshot: str = "latest",
+    split: str = "test",
+    base_model: str = DEFAULT_CHAT_MODEL,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Evaluate ``run`` (a run id or ``base``) on a snapshot split; cached by (run, snapshot, split, params).
+
+    Returns the :class:`EvalResult` (``cached=True`` when nothing had to be generated).  ``limit`` keeps
+    the first N examples in id order (part of the cache key).  ``base_model`` is used for ``base``;
+    a trained run uses the base model recorded with it.
+    """
+    if max_new_tokens < 1:
+        raise CuratorError("max_new_tokens must be at least 1")
+    if batch_size < 1:
+        raise CuratorError("batch_size must be at least 1")
+    if limit is not None and limit < 1:
+        raise CuratorError("limit must be at least 1")
+    info = resolve_run(ws, run, base_model=base_model)
+    snap = resolve_snapshot(ws, snapshot)
+    params: dict[str, Any] = {
+        "base_model": info.base_model, "base_model_fingerprint": _model_fingerprint(info.base_model),
+        "adapter_path": str(info.adapter_path) if info.adapter_path else None, "adapter_sha256": info.adapter_sha256,
+        "max_new_tokens": max_new_tokens, "temperature": 0.0, "do_sample": False, "seed": seed, "limit": limit,
+        "batch_size": batch_size, "chat_template": "model", "scorer_version": SCORER_VERSION,
+    }
+    eid = _eval_id(info, snap.id, split, params)
+    with ws.connect() as con:
+        existing = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals WHERE id = ?", [eid]).fetchall()
+    if existing and (existing[0][7] or "complete") == "complete":
+        if log:
+            log(f"evaluation {eid} of {info.id} on snapshot {snap.id} ({split}) is cached")
+        return _to_result(existing[0], cached=True)
+
+    items = _items(read_split(ws, snap, split))
+    if limit is not None:
+        items = items[:limit]
+    if not items:
+        raise CuratorError(f"snapshot {snap.id} has no {split!r} examples with an assistant answer to evaluate")
+    if not existing:
+        with ws.connect() as con:
+            con.execute(
+                "INSERT INTO evals (id, run_id, snapshot_id, split, params, summary, status) VALUES (?, ?, ?, ?, ?, NULL, 'running')",
+                [eid, info.id, snap.id, split, json.dumps(params)],
+            )
+    done = {r.example_id for r in eval_rows(ws, eid)}
+    todo = [it for it in items if it.id not in done]
+    if todo:
+        if log:
+            resumed = f", resuming after {len(done)}" if done else ""
+            log(f"evaluating {info.id} on {len(todo)} {split} examples of snapshot {snap.id}{resumed} ...")
+        model, tok = load_model(info.base_model, adapters={"evaluated": info.adapter_path} if info.adapter_path else None)
+        chunk = max(batch_size * 4, 1)
+        with progress_bar(f"eval {info.id}", total=len(todo), enabled=None if progress else False) as bar:
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                outs = generate(model, tok, [it.prompt for it in part], max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, temperature=0.0, seed=seed, progress=bar.advance)
+                losses = assistant_losses(model, tok, [it.messages for it in part], batch_size=batch_size)
+                records = []
+                for it, out, (loss, n_tok) in zip(part, outs, losses, strict=True):
+                    scores = dict(score_example(out.text, it.reference, it.key_phrases))
+                    scores["loss"] = None if math.isnan(loss) else loss
+                    meta = {"finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
+                            "prompt_tokens": out.prompt_tokens, "loss_tokens": n_tok}
+                    records.append((eid, info.id, it.id, out.text, json.dumps(_clean(scores)), json.dumps(meta)))
+                with ws.transaction() as con:
+                    con.executemany(
+                        "INSERT INTO eval_results (eval_id, run_id, example_id, prediction, scores, meta) VALUES (?, ?, ?, ?, ?, ?)",
+                        records,
+                    )
+        del model
+    stored = {r.example_id: r for r in eval_rows(ws, eid)}
+    summary = _summary(items, stored)
+    with ws.connect() as con:
+        con.execute(
+            "UPDATE evals SET summary = ?, status = 'complete', finished_at = current_timestamp WHERE id = ?",
+            [json.dumps(summary), eid],
+        )
+        row = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals WHERE id = ?", [eid]).fetchall()[0]
+    result = _to_result(row, cached=not todo)
+    result.generated = len(todo)
+    return result
