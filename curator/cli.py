@@ -80,6 +80,9 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str | No
             click.echo(f"{r.path} ({r.format}): {r.examples} example{'s' if r.examples != 1 else ''}, {r.added} added"
                        + (f" ({splits})" if splits else "") + f", {r.already_present} already present"
                        + (f", {r.duplicates_in_file} repeated in file" if r.duplicates_in_file else ""))
+            for old, n in sorted(r.moved_to_pinned_split.items()):
+                click.echo(f"  {n} example{'s' if n != 1 else ''} already stored in {old} moved to {split} "
+                           "(the same example after normalisation; run `curator leakage` for near copies)")
             for s in r.skipped:
                 unit = s["unit"]
                 loc = f"{r.path}:{s['line']}" if unit == "line" else f"{r.path}: {unit} {s['line']}"

@@ -19,7 +19,9 @@ import pyarrow as pa
 from .models import DEFAULT_EMBEDDER, resolve_embedder
 from .workspace import Workspace
 
-__all__ = ["VIEWS", "encode", "ensure_embeddings", "example_text", "load_embedder", "load_embeddings"]
+__all__ = [
+    "VIEWS", "encode", "ensure_embeddings", "example_text", "load_embedder", "load_embeddings", "store_embeddings",
+]
 
 #: Which part of an example a text (and so an embedding or a dedup key) is made of.
 VIEWS = ("conversation", "prompt", "response")
@@ -125,20 +127,38 @@ def ensure_embeddings(
         return 0
     texts = [example_text(json.loads(m), on, include_system) for _, m in rows]
     vecs = encode(texts, model, batch_size=batch_size, progress=progress)
-    dim = vecs.shape[1]
+    store_embeddings(ws, [r[0] for r in rows], vecs, model=model, on=on, include_system=include_system)
+    return len(rows)
+
+
+def store_embeddings(
+    ws: Workspace, ids: Sequence[str], vectors: np.ndarray, *, model: str = DEFAULT_EMBEDDER,
+    on: str = "conversation", include_system: bool = False,
+) -> int:
+    """Insert ``vectors`` (one row per id) into ``embeddings`` through Arrow, in one INSERT statement.
+
+    The list column wraps the numpy buffer (no copy per row); a single statement is atomic on its
+    own, so callers may hold a transaction. Returns the number of rows written.
+    """
+    vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vecs.shape
+    if n != len(ids):
+        raise ValueError(f"{len(ids)} ids for {n} vectors")
+    if not n:
+        return 0
+    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int64))
     table = pa.table({
-        "example_id": [r[0] for r in rows],
-        "model": [key] * len(rows),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1), pa.float32()), dim).cast(
-            pa.list_(pa.float32())),
+        "example_id": pa.array(list(ids), pa.string()),
+        "model": pa.array([_model_key(model, on, include_system)] * n, pa.string()),
+        "vector": pa.LargeListArray.from_arrays(offsets, pa.array(vecs.reshape(-1), pa.float32())),
     })
-    with ws.transaction() as con:
+    with ws.connect() as con:
         con.register("_emb", table)
         try:
             con.execute("INSERT INTO embeddings (example_id, model, vector) SELECT example_id, model, vector FROM _emb")
         finally:
             con.unregister("_emb")
-    return len(rows)
+    return n
 
 
 def load_embeddings(
@@ -147,19 +167,31 @@ def load_embeddings(
 ) -> np.ndarray:
     """Stored vectors for ``ids``, in that order (call :func:`ensure_embeddings` first)."""
     key = _model_key(model, on, include_system)
+    n = len(ids)
+    out: np.ndarray | None = None
+    filled = np.zeros(n, dtype=bool)
+    # Streamed in Arrow batches into one preallocated array: memory stays at the result's size
+    # (an aggregate over 1M list vectors held several GB). A duplicate row just overwrites.
     with ws.connect() as con:
-        con.register("_want", pa.table({"id": list(ids), "pos": np.arange(len(ids))}))
+        con.register("_want", pa.table({"id": list(ids), "pos": np.arange(n)}))
         try:
             quoted = key.replace("'", "''")
-            tbl = con.sql(
-                f"""SELECT w.pos, any_value(m.vector) AS vector FROM _want w JOIN embeddings m
-                    ON m.example_id = w.id AND m.model = '{quoted}' GROUP BY w.pos ORDER BY w.pos"""
-            ).to_arrow_table()
+            reader = con.sql(
+                f"SELECT w.pos, m.vector FROM _want w JOIN embeddings m ON m.example_id = w.id AND m.model = '{quoted}'"
+            ).to_arrow_reader(65536)
+            for batch in reader:
+                if not batch.num_rows:
+                    continue
+                pos = batch.column(0).to_numpy()
+                vec = batch.column(1)
+                flat = vec.flatten().to_numpy(zero_copy_only=False)
+                if out is None:
+                    out = np.empty((n, flat.size // batch.num_rows), dtype=np.float32)
+                out[pos] = flat.reshape(batch.num_rows, -1)
+                filled[pos] = True
         finally:
             con.unregister("_want")
-    if tbl.num_rows != len(ids):
-        raise KeyError(f"{len(ids) - tbl.num_rows} of the examples have no {key} embedding")
-    if not len(ids):
-        return np.zeros((0, 0), dtype=np.float32)
-    flat = tbl.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(len(ids), -1).astype(np.float32, copy=False)
+    missing = n - int(filled.sum())
+    if missing:
+        raise KeyError(f"{missing} of the examples have no {key} embedding")
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -45,6 +45,9 @@ class IngestReport:
     examples: int = 0
     added: int = 0
     already_present: int = 0
+    #: Examples of a file pinned to a split that were already stored in a less held-out split
+    #: (e.g. a test item equal to a train item): moved to the pinned split, with a ``split_moved`` decision.
+    moved_to_pinned_split: dict[str, int] = field(default_factory=dict)
     duplicates_in_file: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     by_split: dict[str, int] = field(default_factory=dict)
@@ -291,6 +294,8 @@ def ingest_file(
         raise InputError("no examples found", path)
     with ws.transaction() as con:
         added, by_split = store_examples(con, ws, cols)
+        if split in ("eval", "test"):
+            report.moved_to_pinned_split = _move_to_pinned(con, cols, split, source)
         con.execute(
             "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
             [source, _file_sha256(path), src.format, report.rows_read, added, len(report.skipped)],
@@ -299,6 +304,33 @@ def ingest_file(
     report.already_present = len(cols) - added
     report.by_split = by_split
     return report
+
+
+def _move_to_pinned(con: Any, cols: Columns, split: str, source: str) -> dict[str, int]:
+    """Move already-stored examples of a file pinned to ``split`` there when they sit in a less held-out split.
+
+    Held-out sets only grow: a test file that repeats a train example takes it out of train (a snapshot
+    taken before keeps its own frozen copy).  Returns counts by the split they came from.
+    """
+    rank = "CASE {col} WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END"
+    con.register("_pinned", pa.table({"id": cols.id}))
+    try:
+        rows = con.execute(
+            f"""SELECT s.example_id, s.split FROM splits s JOIN _pinned p ON p.id = s.example_id
+                WHERE {rank.format(col='s.split')} < {rank.format(col='?')}""",
+            [split],
+        ).fetchall()
+    finally:
+        con.unregister("_pinned")
+    moved: dict[str, int] = {}
+    for eid, old in rows:
+        con.execute("UPDATE splits SET split = ?, pinned = true WHERE example_id = ?", [split, eid])
+        con.execute(
+            "INSERT INTO decisions (example_id, kind, reason) VALUES (?, 'split_moved', ?)",
+            [eid, f"{old} -> {split}: pinned to {split} by {source}"],
+        )
+        moved[old] = moved.get(old, 0) + 1
+    return moved
 
 
 def _dataset_split(name: str | None) -> str | None:

@@ -88,6 +88,8 @@ def create_snapshot(
     ws: Workspace, *, name: str | None = None, allow_leakage: bool = False, log: Callable[[str], None] | None = None
 ) -> Snapshot:
     """Freeze the active examples and their splits.  The same content twice returns the existing snapshot."""
+    from . import leakage  # noqa: F401 - registers the leakage gate (imported here: leakage imports this module)
+
     if name is not None:
         _check_name(name)
     with ws.connect() as con:

@@ -67,3 +67,16 @@ def test_generated_and_logged_data_never_hash_into_test(ws) -> None:
         store_examples(con, ws, exs)
     splits = _splits(ws)
     assert [splits[e.id] for e in exs] == ["train", "train", "test"]
+
+
+def test_pinned_file_takes_existing_examples_into_the_held_out_split(ws, tmp_path: Path) -> None:
+    ws.set_setting("split_ratios", [1.0, 0.0, 0.0])
+    ingest_file(ws, write_jsonl(tmp_path / "train.jsonl", [chat("Top up my card", "ok"), chat("other", "x")]))
+    rep = ingest_file(ws, write_jsonl(tmp_path / "test.jsonl", [chat("Top up my card ", "ok")]), split="test")
+    assert rep.already_present == 1 and rep.moved_to_pinned_split == {"train": 1}
+    assert sorted(_splits(ws).values()) == ["test", "train"]
+    with ws.connect() as con:
+        assert con.execute("SELECT kind FROM decisions").fetchall() == [("split_moved",)]
+    # A train file never pulls a test example back.
+    rep = ingest_file(ws, write_jsonl(tmp_path / "again.jsonl", [chat("Top up my card", "ok")]), split="train")
+    assert rep.moved_to_pinned_split == {} and sorted(_splits(ws).values()) == ["test", "train"]

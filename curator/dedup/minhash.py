@@ -100,7 +100,7 @@ _TABLE_POSITIONS = 256
 _TABLE_SEED = 0x5EED_C0DE
 _IS_WORD_BYTE = np.ones(256, dtype=np.int8)
 _IS_WORD_BYTE[[0x00, 0x20]] = 0
-_BATCH_BYTES = 1 << 23  # ~8 MiB of folded text per internal batch (bounds temporary memory)
+_BATCH_BYTES = 1 << 21  # ~2 M characters per internal batch (bounds temporaries, cache-friendlier)
 _SIG_BLOCK = 2048  # texts per signature block: (2048, 128) uint32 = 1 MiB, stays in cache
 _SIG_TAIL = 16  # when this few texts of a block remain active, finish them one by one
 _VERIFY_BLOCK = 1 << 22  # shingles per verification block
@@ -304,13 +304,15 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
     off_sorted = np.zeros(n + 1, dtype=np.int64)
     if n:
         np.cumsum(np.concatenate(counts), out=off_sorted[1:])
-    # Back to input order.
+    if is_ascii.all():
+        return flat_sorted, off_sorted
+    # Back to input order: reorder per-text views and concatenate (no per-element indices).
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.diff(off_sorted)[rank], out=offsets[1:])
-    idx, _ = _ragged_gather(off_sorted, rank)
-    return flat_sorted[idx], offsets
+    views = np.split(flat_sorted, off_sorted[1:-1])
+    return np.concatenate([views[r] for r in rank.tolist()]), offsets
 
 
 def shingle_hashes(text: str, k: int = DEFAULT_K) -> np.ndarray:
@@ -356,17 +358,19 @@ def signatures_from_shingles(
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     n = lengths.size
-    sig = np.full((n, num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    result = np.empty((n, num_perm), dtype=np.uint32)
     if n == 0:
-        return sig
+        return result
     order = np.argsort(-lengths, kind="stable")
     sorted_len = lengths[order]
     sorted_start = offsets[:-1][order]
     neg_len = -sorted_len
     buf = np.empty((_SIG_BLOCK, num_perm), dtype=np.uint32)
+    sig = np.empty((_SIG_BLOCK, num_perm), dtype=np.uint32)
     for lo in range(0, n, _SIG_BLOCK):
         hi = min(n, lo + _SIG_BLOCK)
-        block = sig[lo:hi]  # filled in sorted order, un-permuted below
+        block = sig[: hi - lo]  # rows in sorted order, scattered to ``result`` at the end
+        block.fill(0xFFFFFFFF)
         starts = sorted_start[lo:hi]
         neg = neg_len[lo:hi]
         for j in range(int(sorted_len[lo])):
@@ -386,8 +390,7 @@ def signatures_from_shingles(
             np.multiply(flat[starts[:active] + j][:, None], a, out=out)
             np.add(out, b, out=out)
             np.minimum(block[:active], out, out=block[:active])
-    result = np.empty_like(sig)
-    result[order] = sig
+        result[order[lo:hi]] = block
     return result
 
 
