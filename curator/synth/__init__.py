@@ -1,0 +1,43 @@
+"""Synthetic generation: teacher providers, prompt templates, the request cache, budget and filters.
+
+``generate(ws, mode=..., teacher=..., n=...)`` is the entry point; ``curator generate`` its command.
+"""
+
+from __future__ import annotations
+
+from .budget import Budget, Price, PriceTable, PriceUnknownError, load_prices
+from .filters import FILTER_NAMES, FilterConfig
+from .generate import (
+    DEFAULT_TEACHER,
+    MODES,
+    GenerateReport,
+    Judge,
+    RateLimiter,
+    RetryPolicy,
+    Weakness,
+    generate,
+    load_questions,
+    load_weaknesses,
+)
+from .providers import GenParams
+
+__all__ = [
+    "DEFAULT_TEACHER",
+    "FILTER_NAMES",
+    "MODES",
+    "Budget",
+    "FilterConfig",
+    "GenParams",
+    "GenerateReport",
+    "Judge",
+    "Price",
+    "PriceTable",
+    "PriceUnknownError",
+    "RateLimiter",
+    "RetryPolicy",
+    "Weakness",
+    "generate",
+    "load_prices",
+    "load_questions",
+    "load_weaknesses",
+]

@@ -1,12 +1,17 @@
-"""Teacher / judge providers behind one async interface, and the spec factory."""
+"""Teacher / judge providers behind one async interface, and the spec factory.
+
+The SDK-backed classes (``OpenAIProvider``, ``CompatibleProvider``, ``AnthropicProvider``) are
+imported on first use: the ``openai`` and ``anthropic`` SDKs take a second or more to import, and
+every ``curator`` command would otherwise pay for it at start-up.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from curator.errors import ProviderError
 
-from .anthropic import AnthropicProvider
 from .base import (
     PROVIDER_KINDS,
     SPEC_FORMS,
@@ -19,8 +24,21 @@ from .base import (
     parse_retry_after,
     parse_spec,
 )
-from .compatible import CompatibleProvider
-from .openai import OpenAIProvider
+
+if TYPE_CHECKING:
+    from .anthropic import AnthropicProvider
+    from .compatible import CompatibleProvider
+    from .openai import OpenAIProvider
+
+_LAZY = {"AnthropicProvider": ".anthropic", "CompatibleProvider": ".compatible", "OpenAIProvider": ".openai"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "PROVIDER_KINDS",
@@ -49,10 +67,16 @@ def make_provider(spec: str, **kw: Any) -> Provider:
     """
     kind, model, base_url = parse_spec(spec)
     if kind == "openai":
+        from .openai import OpenAIProvider
+
         return OpenAIProvider(model, **kw)
     if kind == "anthropic":
+        from .anthropic import AnthropicProvider
+
         return AnthropicProvider(model, **kw)
     if kind == "compatible":
+        from .compatible import CompatibleProvider
+
         assert base_url is not None
         return CompatibleProvider(base_url, model, **kw)
     try:
