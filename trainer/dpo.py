@@ -1,0 +1,109 @@
+"""Direct preference optimisation with LoRA: the recipe, top to bottom.
+
+1. setup: device, precision, quantization; tokenizer and base model.  After SFT (``base_run``)
+   the SFT adapter is loaded *trainable* and DPO continues training it; TRL copies it into a frozen
+   ``ref`` adapter, the reference policy.  Without a base run a fresh LoRA is trained and the
+   reference is the base model (adapter disabled).  Either way the saved adapter loads on the
+   plain base model with ``PeftModel.from_pretrained(base, path)``.
+2. data: preference pairs (``prompt`` messages, ``chosen`` / ``rejected`` answers) from the
+   snapshot's train split, evaluation on its eval split.  TRL renders them with the tokenizer's
+   chat template, the one ``curator.models.render_chat`` uses.
+3. train: TRL ``DPOTrainer`` with the same callbacks as SFT (metrics, overfitting guard on the
+   eval loss), resuming from a checkpoint when given one.
+4. save: only the trained adapter (not the ``ref`` copy) to ``runs/<id>/adapter``.
+5. cleanup.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+from typing import Any
+
+from curator.errors import CuratorError
+from curator.models import load_tokenizer
+
+from .callbacks import MetricsLogger, OverfittingGuard, use_progress
+from .config import DPOConfig
+from .hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
+from .sft import TrainJob, _metrics, _replay
+
+__all__ = ["train_dpo"]
+
+
+def train_dpo(job: TrainJob) -> dict[str, Any]:
+    """Train (or continue) a LoRA adapter on preference pairs; ``job.train_rows`` / ``eval_rows`` are pairs."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    from .data import dpo_record
+
+    cfg: DPOConfig = job.cfg
+    log = job.log
+
+    # -- 1. setup --------------------------------------------------------------------------------------------
+    hw = resolve_hardware(cfg.quantization, cfg.precision)
+    log(f"device {hw.device}, precision {hw.precision}, quantization {hw.quantization}"
+        + (f", {hw.world_size} processes" if hw.world_size > 1 else ""))
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.base_model)
+    model = load_base_model(cfg.base_model, hw, gradient_checkpointing=cfg.gradient_checkpointing)
+    peft_config = None
+    if job.base_adapter is not None:
+        log(f"starting from the SFT adapter {job.base_adapter} (also the frozen reference)")
+        model = PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True)
+    else:
+        peft_config = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+        )
+
+    # -- 2. data ---------------------------------------------------------------------------------------------
+    train_records = [dpo_record(p) for p in job.train_rows]
+    eval_pairs = job.eval_rows[: cfg.max_eval_examples] if cfg.max_eval_examples else job.eval_rows
+    eval_records = [dpo_record(p) for p in eval_pairs]
+    if not train_records:
+        raise CuratorError("no preference pairs in the snapshot's train split: DPO needs chosen/rejected pairs")
+    train_ds = Dataset.from_list(train_records)
+    eval_ds = Dataset.from_list(eval_records) if eval_records else None
+    log(f"train {len(train_records)} preference pairs; "
+        + (f"eval {len(eval_records)}" if eval_records else "no eval pairs: the overfitting guard is off"))
+
+    # -- 3. train --------------------------------------------------------------------------------------------
+    args = TRLDPOConfig(
+        **trl_common_args(cfg, hw, job.run_dir / "checkpoints", run_name=job.run_id, progress=job.progress,
+                          has_eval=eval_ds is not None),
+        max_length=cfg.max_seq_length,
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type],
+    )
+    check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
+    metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
+    guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[metrics_cb, guard],
+    )
+    use_progress(trainer, job.progress)
+    if job.resume_from is not None:
+        _replay(guard, job.resume_from)
+        log(f"resuming from {job.resume_from.name}")
+    result = trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+
+    # -- 4. save ---------------------------------------------------------------------------------------------
+    adapter_dir = job.run_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    metrics = _metrics(trainer, result, metrics_cb, guard)
+    metrics["hardware"] = hw.to_dict()
+    metrics["data"] = {"train_pairs": len(train_records), "eval_pairs": len(eval_records)}
+    if trainer.is_world_process_zero():
+        shutil.rmtree(adapter_dir / "ref", ignore_errors=True)  # the frozen reference copy is not the result
+        shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
+
+    # -- 5. cleanup ------------------------------------------------------------------------------------------
+    del trainer, model
+    gc.collect()
+    return metrics

@@ -1,0 +1,172 @@
+"""Supervised fine-tuning with LoRA: the recipe, top to bottom.
+
+1. setup: device, precision, quantization; tokenizer and base model; LoRA (or the adapter of a
+   previous run to continue from).
+2. data: the snapshot's train split (and up to ``max_eval_examples`` of its eval split) as
+   completion-only sequences rendered with ``curator.models.render_chat`` (see :mod:`trainer.data`).
+   The test split is never read here.
+3. train: TRL ``SFTTrainer``, evaluating every ``eval_steps``, checkpoints beside the evaluations,
+   the overfitting guard, metrics to ``metrics.jsonl``; resumes from a checkpoint when given one.
+4. save: the adapter (safetensors) to ``runs/<id>/adapter``; checkpoints are removed.
+5. cleanup: free the model; return the metrics.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curator.models import load_tokenizer
+
+from .callbacks import MetricsLogger, OverfittingGuard, use_progress
+from .config import SFTConfig
+from .hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
+
+__all__ = ["TrainJob", "train_sft"]
+
+
+@dataclass
+class TrainJob:
+    """Everything a recipe needs; built by :func:`trainer.train` (or by hand in tests)."""
+
+    run_id: str
+    run_dir: Path
+    cfg: Any
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]] = field(default_factory=list)
+    base_adapter: Path | None = None
+    resume_from: Path | None = None
+    log: Callable[[str], None] = print
+    progress: bool = True
+
+
+def train_sft(job: TrainJob) -> dict[str, Any]:
+    """Train a LoRA adapter on ``job.train_rows``; return the run metrics."""
+    import torch
+    from peft import LoraConfig, PeftModel
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    cfg: SFTConfig = job.cfg
+    log = job.log
+
+    # -- 1. setup --------------------------------------------------------------------------------------------
+    hw = resolve_hardware(cfg.quantization, cfg.precision)
+    log(f"device {hw.device}, precision {hw.precision}, quantization {hw.quantization}"
+        + (f", {hw.world_size} processes" if hw.world_size > 1 else ""))
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.base_model)
+    model = load_base_model(cfg.base_model, hw, gradient_checkpointing=cfg.gradient_checkpointing)
+    peft_config = None
+    if job.base_adapter is not None:
+        log(f"continuing from the adapter {job.base_adapter}")
+        model = PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True)
+    else:
+        peft_config = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+        )
+
+    # -- 2. data ---------------------------------------------------------------------------------------------
+    from .data import sft_dataset
+
+    train_ds, train_stats = sft_dataset(tokenizer, job.train_rows, cfg.max_seq_length)
+    eval_rows = job.eval_rows[: cfg.max_eval_examples] if cfg.max_eval_examples else job.eval_rows
+    eval_ds, eval_stats = sft_dataset(tokenizer, eval_rows, cfg.max_seq_length)
+    if len(train_ds) == 0:
+        from curator.errors import CuratorError
+
+        raise CuratorError("the snapshot's train split has no example with an assistant answer to learn")
+    has_eval = len(eval_ds) > 0
+    log(f"train {len(train_ds)} sequences ({train_stats['target_tokens']} answer tokens, "
+        f"{train_stats['truncated']} truncated, {train_stats['dropped']} dropped); "
+        + (f"eval {len(eval_ds)}" if has_eval else "no eval split: the overfitting guard is off"))
+
+    # -- 3. train --------------------------------------------------------------------------------------------
+    args = TRLSFTConfig(
+        **trl_common_args(cfg, hw, job.run_dir / "checkpoints", run_name=job.run_id, progress=job.progress,
+                          has_eval=has_eval),
+        max_length=cfg.max_seq_length,
+        packing=False,
+        completion_only_loss=None,  # our sequences carry their own labels
+    )
+    check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
+    metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
+    guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[metrics_cb, guard],
+    )
+    use_progress(trainer, job.progress)
+    if job.resume_from is not None:
+        _replay(guard, job.resume_from)
+        log(f"resuming from {job.resume_from.name}")
+    result = trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+
+    # -- 4. save ---------------------------------------------------------------------------------------------
+    adapter_dir = job.run_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    metrics = _metrics(trainer, result, metrics_cb, guard)
+    metrics["hardware"] = hw.to_dict()
+    metrics["data"] = {"train": train_stats, "eval": eval_stats}
+    if trainer.is_world_process_zero():
+        shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
+
+    # -- 5. cleanup ------------------------------------------------------------------------------------------
+    del trainer, model
+    gc.collect()
+    return metrics
+
+
+def _replay(guard: OverfittingGuard, checkpoint: Path) -> None:
+    import json
+
+    state = checkpoint / "trainer_state.json"
+    if state.exists():
+        guard.replay(json.loads(state.read_text()).get("log_history", []))
+
+
+def _metrics(trainer: Any, result: Any, metrics_cb: MetricsLogger, guard: OverfittingGuard) -> dict[str, Any]:
+    """The run's metrics: final and best losses, the loss history, the guard's verdict."""
+    state = trainer.state
+    history = {"train_loss": [], "eval_loss": []}
+    for rec in state.log_history:  # includes the steps before a resume
+        if "loss" in rec:
+            history["train_loss"].append([rec["step"], round(float(rec["loss"]), 5)])
+        if "eval_loss" in rec:
+            history["eval_loss"].append([rec["step"], round(float(rec["eval_loss"]), 5)])
+    evals = [v for _, v in history["eval_loss"]]
+    out: dict[str, Any] = {
+        "train_loss": history["train_loss"][-1][1] if history["train_loss"] else None,
+        "train_loss_mean": round(float(result.training_loss), 5),
+        "eval_loss": evals[-1] if evals else None,
+        "best_eval_loss": round(float(state.best_metric), 5) if state.best_metric is not None else (min(evals) if evals else None),
+        "best_step": _best_step(state, history),
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "epochs": round(float(state.epoch or 0.0), 3),
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "overfitting_detected_at_step": guard.detected_at_step,
+        "history": history,
+    }
+    for k in ("rewards/accuracies", "rewards/margins"):
+        vals = [rec[k] for rec in state.log_history if k in rec]
+        if vals:
+            out[k.replace("/", "_")] = round(float(vals[-1]), 5)
+    return out
+
+
+def _best_step(state: Any, history: dict[str, list[list[float]]]) -> int | None:
+    ckpt = state.best_model_checkpoint
+    if ckpt:
+        try:
+            return int(str(ckpt).rsplit("-", 1)[-1])
+        except ValueError:
+            pass
+    if history["eval_loss"]:
+        return int(min(history["eval_loss"], key=lambda x: x[1])[0])
+    return None
