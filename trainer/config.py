@@ -440,5 +440,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
 def config_fingerprint(cfg: TrainConfig, **context: Any) -> str:
     """A hash of what determines a run's result: the config (less reporting keys) plus ``context``."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _REPORTING_KEYS}
+    if isinstance(d.get("max_steps"), int) and d["max_steps"] > 0:
+        d.pop("num_train_epochs", None)  # max_steps wins: the epoch count changes nothing
     blob = json.dumps({"config": d, **context}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

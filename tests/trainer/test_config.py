@@ -126,3 +126,5 @@ def test_fingerprint_ignores_reporting_keys_only() -> None:
     assert config_fingerprint(apply_overrides(cfg, ["report_to=[tensorboard]", "logging_steps=1"]), snapshot="s1") == fp
     assert config_fingerprint(apply_overrides(cfg, ["learning_rate=1e-3"]), snapshot="s1") != fp
     assert config_fingerprint(cfg, snapshot="s2") != fp
+    capped = apply_overrides(cfg, ["max_steps=10"])
+    assert config_fingerprint(apply_overrides(capped, ["num_train_epochs=9"])) == config_fingerprint(capped)
