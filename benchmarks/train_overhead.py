@@ -120,7 +120,7 @@ def main() -> None:
             f"base_model={model_dir}", f"max_steps={args.steps}", f"batch_size={batch}", f"max_seq_length={max_len}",
             f"learning_rate={lr}", f"lora_r={LORA['r']}", f"lora_alpha={LORA['alpha']}",
             f"lora_dropout={LORA['dropout']}", f"target_modules={','.join(LORA['modules'])}",
-            "eval_steps=0", "save_checkpoints=false", "logging_steps=5", "warmup_ratio=0.05",
+            "eval_steps=0", "save_checkpoints=false", "max_train_time_s=0", "logging_steps=5", "warmup_ratio=0.05",
             f"precision={'bf16' if bf16 else 'fp32'}", "seed=42",
         ]
         plain_cmd = [sys.executable, str(Path(__file__).resolve()), "--side", "plain", "--data", str(data),

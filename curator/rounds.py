@@ -122,7 +122,8 @@ def run_round(
     run = train(ws, snap.id, config=config, overrides=list(overrides), method="sft", log=log)
     log(f"[round {round_no}] SFT run {run.id} ({run.status})")
     if dpo or (dpo is None and _has_train_pairs(ws, snap.id) and _config_wants_dpo(config)):
-        run = train(ws, snap.id, config=config, overrides=list(overrides), method="dpo", base_run=run.id, log=log)
+        # The round's config is an SFT config; DPO uses its own default (configs/smollm2-dpo-cpu.yaml settings).
+        run = train(ws, snap.id, config=None, method="dpo", base_run=run.id, log=log)
         log(f"[round {round_no}] DPO run {run.id} ({run.status})")
     _set_round(ws, round_no, run_id=run.id, status="trained")
 

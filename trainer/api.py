@@ -93,8 +93,7 @@ def train(
     return _train_local(ws, snapshot, cfg, base_run=base_run, log=log, progress=progress, pairs=pairs)
 
 
-def resume(ws: Workspace, run_id: str, *, log: Callable[[str], None] | None = None, progress: bool = True,
-           confirm: Callable[[str], bool] | None = None) -> Run:
+def resume(ws: Workspace, run_id: str, *, log: Callable[[str], None] | None = None, progress: bool = True) -> Run:
     """Pick a run up again: poll an OpenAI job, or continue a crashed local run from its last checkpoint."""
     log = log or _stderr
     run = get_run(ws, run_id)
@@ -106,6 +105,9 @@ def resume(ws: Workspace, run_id: str, *, log: Callable[[str], None] | None = No
         log(f"run {run.id} already succeeded; nothing to resume")
         run.reused = True
         return run
+    if run.meta.get("pairs_source") == "argument":
+        raise CuratorError(f"run {run.id} trained on preference pairs passed from Python: call trainer.train() "
+                           "again with the same pairs to resume it")
     cfg = load_config(dict_config(run.config), method=run.kind)
     if not run.snapshot_id:
         raise CuratorError(f"run {run.id} has no snapshot to resume from")
@@ -237,6 +239,7 @@ def _prepare(
         meta = dict(run.meta)
         meta.update(pid=os.getpid(), host=socket.gethostname(), resumed=meta.get("resumed", 0) + 1)
         meta.pop("error", None)
+        _trim_metrics(run.folder(ws) / "metrics.jsonl", int(ckpt.name.rsplit("-", 1)[-1]) if ckpt else 0)
         run = update_run(ws, run.id, status="running", meta=meta)
         log(f"resuming run {run.id}" + (f" from {ckpt.name}" if ckpt else " from the start (no checkpoint yet)"))
     else:
@@ -263,6 +266,17 @@ def _prepare(
         "base_adapter": str(base.adapter_dir(ws)) if base else None,
         "resume_from": str(resume_from) if resume_from else None, "meta": run.meta,
     }
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """Drop metric lines logged after the checkpoint a run resumes from (they are logged again)."""
+    import json
+
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= last_step and last_step > 0]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:

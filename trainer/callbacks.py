@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +22,12 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-__all__ = ["MetricsLogger", "OverfittingGuard", "StepBar", "quiet_bars", "use_progress"]
+__all__ = ["MetricsLogger", "OverfittingGuard", "StepBar", "TimeBudget", "quiet_bars", "use_progress"]
 
 
 @contextmanager
 def quiet_bars(progress: bool) -> Iterator[None]:
-    """No ``datasets`` map bars ever; no weight-loading bars unless ``progress``.  Restored afterwards."""
+    """No ``datasets`` map bars ever, no weight-loading bars unless ``progress``, no alias warnings; restored after."""
     import datasets.utils.logging as ds_logging
     import transformers.utils.logging as tf_logging
 
@@ -35,7 +36,10 @@ def quiet_bars(progress: bool) -> Iterator[None]:
     if not progress:
         tf_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            # transformers 5.24 warns about its own alias, called from inside TRL / PEFT
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
     finally:
         if ds_was:
             ds_logging.enable_progress_bar()
@@ -147,3 +151,37 @@ class OverfittingGuard(TrainerCallback):
                     f"evaluations (best {self.best_eval:.4f} at step {self.best_step}, now {eval_loss:.4f}) "
                     f"while train loss fell to {train_now:.4f}; stopping and keeping the best checkpoint"
                 )
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once ``seconds`` of wall time have passed since training began (0: no budget).
+
+    The last step is then evaluated and checkpointed, so it competes with the earlier checkpoints for
+    "best" (``load_best_model_at_end``) instead of being thrown away.
+    """
+
+    def __init__(self, seconds: float, log: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.log = log
+        self.clock = clock
+        self.stopped_at_step: int | None = None
+        self._t0: float | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._t0 = self.clock()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.seconds <= 0 or self._t0 is None or self.stopped_at_step is not None:
+            return
+        elapsed = self.clock() - self._t0
+        if elapsed >= self.seconds and state.global_step < state.max_steps:
+            self.stopped_at_step = state.global_step
+            control.should_training_stop = True
+            if args is not None and getattr(args, "eval_strategy", "no") != "no":
+                control.should_evaluate = True
+            if args is not None and getattr(args, "save_strategy", "no") != "no":
+                control.should_save = True
+            if self.log is not None:
+                self.log(f"time budget of {self.seconds:.0f}s reached at step {state.global_step}/{state.max_steps} "
+                         f"({elapsed:.0f}s); stopping")

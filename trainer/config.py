@@ -99,6 +99,8 @@ class _LocalConfig:
     save_total_limit: int = 2
     overfit_patience: int = 3
     overfit_min_delta: float = 0.0
+    #: Stop after this many seconds of training (evaluations included); 0 = no limit.
+    max_train_time_s: float = 0.0
     report_to: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -143,6 +145,8 @@ class _LocalConfig:
             p.append(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.eval_steps < 0:
             p.append(f"eval_steps: must be >= 0, 0 = no evaluation (got {self.eval_steps})")
+        if self.max_train_time_s < 0:
+            p.append(f"max_train_time_s: must be >= 0, 0 = no limit (got {self.max_train_time_s})")
         if self.overfit_min_delta < 0:
             p.append(f"overfit_min_delta: must be >= 0 (got {self.overfit_min_delta})")
         bad = [r for r in self.report_to if r not in REPORTERS]

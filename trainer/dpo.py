@@ -23,7 +23,7 @@ from typing import Any
 from curator.errors import CuratorError
 from curator.models import load_tokenizer
 
-from .callbacks import MetricsLogger, OverfittingGuard, use_progress
+from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
 from .config import DPOConfig
 from .hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
 from .sft import TrainJob, _metrics, _replay
@@ -83,9 +83,10 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
     check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
     metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
     guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
+    budget = TimeBudget(cfg.max_train_time_s, log=log)
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[metrics_cb, guard],
+        peft_config=peft_config, callbacks=[metrics_cb, guard, budget],
     )
     use_progress(trainer, job.progress)
     if job.resume_from is not None:
@@ -98,6 +99,7 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
     trainer.save_model(str(adapter_dir))
     metrics = _metrics(trainer, result, metrics_cb, guard)
     metrics["hardware"] = hw.to_dict()
+    metrics["stopped_by_time_budget_at_step"] = budget.stopped_at_step
     metrics["data"] = {"train_pairs": len(train_records), "eval_pairs": len(eval_records)}
     if trainer.is_world_process_zero():
         shutil.rmtree(adapter_dir / "ref", ignore_errors=True)  # the frozen reference copy is not the result

@@ -22,7 +22,7 @@ from typing import Any
 
 from curator.models import load_tokenizer
 
-from .callbacks import MetricsLogger, OverfittingGuard, use_progress
+from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
 from .config import SFTConfig
 from .hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
 
@@ -97,9 +97,10 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
     metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
     guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
+    budget = TimeBudget(cfg.max_train_time_s, log=log)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
-        processing_class=tokenizer, peft_config=peft_config, callbacks=[metrics_cb, guard],
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[metrics_cb, guard, budget],
     )
     use_progress(trainer, job.progress)
     if job.resume_from is not None:
@@ -112,6 +113,7 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     trainer.save_model(str(adapter_dir))
     metrics = _metrics(trainer, result, metrics_cb, guard)
     metrics["hardware"] = hw.to_dict()
+    metrics["stopped_by_time_budget_at_step"] = budget.stopped_at_step
     metrics["data"] = {"train": train_stats, "eval": eval_stats}
     if trainer.is_world_process_zero():
         shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
@@ -141,7 +143,7 @@ def _metrics(trainer: Any, result: Any, metrics_cb: MetricsLogger, guard: Overfi
             history["eval_loss"].append([rec["step"], round(float(rec["eval_loss"]), 5)])
     evals = [v for _, v in history["eval_loss"]]
     out: dict[str, Any] = {
-        "train_loss": history["train_loss"][-1][1] if history["train_loss"] else None,
+        "train_loss": history["train_loss"][-1][1] if history["train_loss"] else round(float(result.training_loss), 5),
         "train_loss_mean": round(float(result.training_loss), 5),
         "eval_loss": evals[-1] if evals else None,
         "best_eval_loss": round(float(state.best_metric), 5) if state.best_metric is not None else (min(evals) if evals else None),

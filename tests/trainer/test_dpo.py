@@ -23,9 +23,13 @@ PAIRS = {"train": [_pair(i) for i in range(4)], "eval": [_pair(10 + i) for i in 
 
 
 def test_dpo_trains_a_plain_peft_adapter_from_pairs(ws: Any, snapshot: str, tiny_model_dir: Path) -> None:
-    run = train(ws, snapshot, method="dpo", pairs=PAIRS, progress=False, log=lambda m: None,
-                overrides=tiny_overrides(tiny_model_dir))
-    assert run.status == "succeeded" and run.kind == "dpo" and run.metrics["global_step"] == 2
+    logs: list[str] = []
+    run = train(ws, snapshot, method="dpo", pairs=PAIRS, progress=False, log=logs.append,
+                overrides=tiny_overrides(tiny_model_dir, max_steps=4, max_train_time_s=1e-6))
+    # the time budget stopped it after step 1, which was still evaluated and kept
+    assert run.status == "succeeded" and run.kind == "dpo" and run.metrics["global_step"] == 1
+    assert run.metrics["stopped_by_time_budget_at_step"] == 1 and any("time budget" in m for m in logs)
+    assert run.metrics["history"]["eval_loss"][0][0] == 1 and run.metrics["best_step"] == 1
     assert run.metrics["best_eval_loss"] is not None and "rewards_accuracies" in run.metrics
     adapter = ws.path / run.adapter_path
     assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "ref").exists()

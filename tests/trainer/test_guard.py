@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from trainer.callbacks import OverfittingGuard
+from trainer.callbacks import OverfittingGuard, TimeBudget
 
 
 def _run(guard: OverfittingGuard, points: list[tuple[float, float]]) -> list[int]:
@@ -44,3 +44,21 @@ def test_replay_restores_state_from_a_checkpoint_history() -> None:
                   {"step": 20, "loss": 1.5}, {"step": 20, "eval_loss": 1.2}])
     assert (guard.best_step, guard.bad_evals) == (10, 1)
     assert _run(guard, [(1.0, 1.3)]) == [10]
+
+
+def test_time_budget_stops_and_forces_a_last_eval_and_checkpoint() -> None:
+    now = [100.0]
+    budget = TimeBudget(60, clock=lambda: now[0])
+    args = SimpleNamespace(eval_strategy="steps", save_strategy="steps")
+    budget.on_train_begin(args, None, None)
+    for step, t in ((1, 120.0), (2, 150.0), (3, 161.0)):
+        now[0] = t
+        control = SimpleNamespace(should_training_stop=False, should_evaluate=False, should_save=False)
+        budget.on_step_end(args, SimpleNamespace(global_step=step, max_steps=10), control)
+    assert budget.stopped_at_step == 3
+    assert control.should_training_stop and control.should_evaluate and control.should_save
+    off = TimeBudget(0, clock=lambda: 1e9)
+    off.on_train_begin(args, None, None)
+    control = SimpleNamespace(should_training_stop=False)
+    off.on_step_end(args, SimpleNamespace(global_step=1, max_steps=10), control)
+    assert not control.should_training_stop and off.stopped_at_step is None

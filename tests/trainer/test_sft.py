@@ -144,6 +144,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(ws: Any, snapshot: str, 
     assert any("resuming run" in m and "checkpoint-2" in m for m in logs)
     assert run.metrics["global_step"] == 4
     assert [s for s, _ in run.metrics["history"]["train_loss"]] == [1, 2, 3, 4]
+    lines = [json.loads(x) for x in (ws.path / "runs" / run.id / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4]  # no step logged twice
 
 
 def test_overfitting_guard_stops_and_keeps_the_best_checkpoint(ws: Any, tmp_path: Path, tiny_model_dir: Path) -> None:
