@@ -225,9 +225,11 @@ def load_model(
     adapters: dict[str, str | Path] | Sequence[str | Path] | None = None,
     dtype: str = "auto",
     device_map: str | None = None,
+    merge: bool = False,
 ) -> tuple[Any, Any]:
     """(model, tokenizer).  ``adapters`` loads LoRA adapters by name onto the one base; pick one with
-    ``model.set_adapter(name)``."""
+    ``model.set_adapter(name)``.  ``merge=True`` (one adapter, inference only) folds it into the base
+    weights: the same outputs up to rounding, and generation runs as fast as the base model's."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -249,6 +251,8 @@ def load_model(
         for n, p in items[1:]:
             model.load_adapter(str(p), adapter_name=n)
         model.set_adapter(first_name)
+        if merge and len(items) == 1:
+            model = model.merge_and_unload()
     model.eval()
     return model, tok
 

@@ -4,10 +4,13 @@ One round, in order (each step is idempotent, so an interrupted round resumes wh
 
 1. ingest feedback logs given for this round (PII-scrubbed; positives and preference pairs);
 2. snapshot the active examples (the leakage gate refuses a leaking snapshot);
-3. train an SFT adapter on the snapshot (a finished training with the same snapshot and config is
-   reused, not redone), then DPO on top when the snapshot has preference pairs and the config asks;
+3. train an SFT adapter on the snapshot, starting from the previous round's adapter (from the base
+   model in round 1, or with ``fresh``); a finished training with the same snapshot, config and
+   starting point is reused, not redone; then DPO on top when the snapshot has preference pairs
+   and the config asks;
 4. evaluate the run on the held-out test split, and the previous round's run (the base model for
-   round 1) on the same split, and compare them example by example;
+   round 1) on the same split, and compare them example by example (predictions of test examples
+   that an earlier evaluation of the same run already made are reused);
 5. find the weaknesses (lowest-scoring test examples grouped by embedding cluster);
 6. generate targeted examples for them with the teacher, filtered for duplicates and for overlap
    with eval/test, ready for the next round's snapshot.
@@ -94,9 +97,18 @@ def run_round(
     dpo: bool | None = None,
     max_eval: int | None = None,
     budget: float | None = None,
+    fresh: bool = False,
+    gen_max_tokens: int | None = None,
+    max_new_tokens: int = 256,
+    eval_batch_size: int = 16,
     log: Callable[[str], None] = print,
 ) -> RoundResult:
-    """Run (or resume) the next round; see the module docstring for the steps."""
+    """Run (or resume) the next round; see the module docstring for the steps.
+
+    Training continues from the previous round's adapter (``fresh=True``: from the base model each
+    round).  ``max_new_tokens`` / ``eval_batch_size``: generation settings of the test evaluation;
+    ``gen_max_tokens``: longest teacher reply in targeted generation (default: the provider default).
+    """
     from evals.compare import compare
     from evals.runner import evaluate
     from evals.weaknesses import weaknesses as find_weaknesses
@@ -119,7 +131,11 @@ def run_round(
     log(f"[round {round_no}] snapshot {snap.id}: {snap.counts.get('by_split')}, by origin {snap.counts.get('by_origin')}")
     _set_round(ws, round_no, snapshot_id=snap.id, status="snapshot")
 
-    run = train(ws, snap.id, config=config, overrides=list(overrides), method="sft", log=log)
+    baseline = _previous_run(ws, round_no)
+    start_from = None if fresh or baseline == "base" else baseline
+    if start_from:
+        log(f"[round {round_no}] training continues from the adapter of {start_from}")
+    run = train(ws, snap.id, config=config, overrides=list(overrides), method="sft", base_run=start_from, log=log)
     log(f"[round {round_no}] SFT run {run.id} ({run.status})")
     if dpo or (dpo is None and _has_train_pairs(ws, snap.id) and _config_wants_dpo(config)):
         # The round's config is an SFT config; DPO uses its own default (configs/smollm2-dpo-cpu.yaml settings).
@@ -127,9 +143,10 @@ def run_round(
         log(f"[round {round_no}] DPO run {run.id} ({run.status})")
     _set_round(ws, round_no, run_id=run.id, status="trained")
 
-    baseline = _previous_run(ws, round_no)
-    result = evaluate(ws, run.id, snapshot=snap.id, split="test", limit=max_eval)
-    base_result = evaluate(ws, baseline, snapshot=snap.id, split="test", limit=max_eval)
+    gen = {"split": "test", "limit": max_eval, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size}
+    result = evaluate(ws, run.id, snapshot=snap.id, log=log, **gen)
+    # Round 1's baseline is the base model the round trained from (not the default local model).
+    base_result = evaluate(ws, baseline, snapshot=snap.id, base_model=run.base_model or DEFAULT_CHAT_MODEL, log=log, **gen)
     # An example counts as passed at ROUGE-L >= 0.5 (exact match never moves on free-text answers).
     cmp = compare(ws, result.eval_id, base_result.eval_id, pass_criterion="rougeL>=0.5")
     deltas = cmp.to_dict() if hasattr(cmp, "to_dict") else dict(cmp)
@@ -147,9 +164,11 @@ def run_round(
     batch: dict[str, Any] = {"weaknesses": len(groups)}
     if groups and n_generate > 0:
         from .synth.generate import generate
+        from .synth.providers import GenParams
 
         rep = generate(ws, mode="targeted", teacher=teacher, n=n_generate, task=task, weaknesses=groups,
-                       budget=budget, progress=False)
+                       budget=budget, progress=False,
+                       params=GenParams(max_tokens=gen_max_tokens) if gen_max_tokens else None)
         batch.update(rep.to_dict() if hasattr(rep, "to_dict") else dict(rep))
         log(f"[round {round_no}] targeted generation: {_short(batch)}")
     _set_round(ws, round_no, batch=batch, status="done", finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))

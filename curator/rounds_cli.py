@@ -27,13 +27,18 @@ __all__ = ["register"]
 @click.option("--dpo/--no-dpo", default=None, help="Also train DPO on the snapshot's preference pairs.")
 @click.option("--max-eval", type=int, help="Evaluate on at most this many test examples.")
 @click.option("--budget", type=float, help="Spend cap in USD for the teacher in this round.")
+@click.option("--fresh", is_flag=True,
+              help="Train each round from the base model instead of continuing from the previous round's adapter.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True,
+              help="Longest answer generated per test example in the evaluation.")
 @click.option("--html", "html", type=click.Path(path_type=Path), help="Write the round report here too.")
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("overrides", nargs=-1)
 @click.pass_context
 def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str, config: Path | None,
               feedback: tuple[Path, ...], n_generate: int, dpo: bool | None, max_eval: int | None,
-              budget: float | None, html: Path | None, as_json: bool, overrides: tuple[str, ...]) -> None:
+              budget: float | None, fresh: bool, max_new_tokens: int, html: Path | None, as_json: bool,
+              overrides: tuple[str, ...]) -> None:
     """Run the loop: snapshot -> train -> evaluate -> weaknesses -> targeted data.
 
     An interrupted round resumes where it stopped (finished training and evaluations are reused).
@@ -50,7 +55,7 @@ def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str,
     ws = workspace(ctx)
     results = run_rounds(ws, n_rounds, task=task, teacher=teacher, config=config, overrides=list(overrides),
                          feedback=list(feedback), n_generate=n_generate, dpo=dpo, max_eval=max_eval, budget=budget,
-                         log=log)
+                         fresh=fresh, max_new_tokens=max_new_tokens, log=log)
     report = write_round_report(ws, html)
     if as_json:
         echo_json({"rounds": [r.to_dict() for r in results], "report": str(report)})

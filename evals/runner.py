@@ -284,6 +284,45 @@ def _eval_id(run: RunInfo, snapshot_id: str, split: str, params: dict[str, Any])
 _NOT_IN_KEY = ("batch_size",)
 
 
+#: Settings that do not change the prediction of one example (``limit`` picks which examples).
+_NOT_IN_PREDICTION = ("batch_size", "limit")
+
+
+def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[str, Any], example_ids: list[str]) -> int:
+    """Copy into ``eval_id`` the stored predictions of the same run, with the same settings, of these examples.
+
+    An example id is the hash of its messages, so the same id is the same prompt and reference: a
+    later snapshot that keeps the test split (every round does) needs no new generation for it.
+    Returns how many rows were copied.
+    """
+    want = {k: v for k, v in params.items() if k not in _NOT_IN_PREDICTION}
+    with ws.connect() as con:
+        others = [eid for eid, prm in con.execute(
+            "SELECT id, params::VARCHAR FROM evals WHERE run_id = ? AND id <> ? ORDER BY created_at", [run_id, eval_id]
+        ).fetchall() if prm and {k: v for k, v in json.loads(prm).items() if k not in _NOT_IN_PREDICTION} == want]
+    if not others:
+        return 0
+    import pyarrow as pa
+
+    with ws.transaction() as con:
+        con.register("_want", pa.table({"example_id": example_ids}))
+        try:
+            n = con.execute(
+                f"""INSERT INTO eval_results (eval_id, run_id, example_id, prediction, scores, meta)
+                    SELECT ?, r.run_id, r.example_id, arg_min(r.prediction, r.created_at),
+                           arg_min(r.scores, r.created_at),
+                           json_merge_patch(coalesce(arg_min(r.meta, r.created_at), '{{}}'),
+                                            json_object('reused_from', arg_min(r.eval_id, r.created_at)))
+                    FROM eval_results r JOIN _want w ON w.example_id = r.example_id
+                    WHERE r.eval_id IN ({",".join("?" * len(others))})
+                    GROUP BY r.run_id, r.example_id""",
+                [eval_id, *others],
+            ).fetchall()[0][0]
+        finally:
+            con.unregister("_want")
+    return int(n)
+
+
 def assistant_losses(
     model: Any, tokenizer: Any, conversations: Sequence[list[dict[str, Any]]], *, batch_size: int = 8,
     max_length: int = 2048,
@@ -416,10 +455,18 @@ def evaluate(
     done = {r.example_id for r in eval_rows(ws, eid)}
     todo = [it for it in items if it.id not in done]
     if todo:
+        reused = _reuse_predictions(ws, eid, info.id, params, [it.id for it in todo])
+        if reused and log:
+            log(f"{reused} predictions reused from an earlier evaluation of {info.id} (same examples, same settings)")
+        if reused:
+            done = {r.example_id for r in eval_rows(ws, eid)}
+            todo = [it for it in items if it.id not in done]
+    if todo:
         if log:
             resumed = f", resuming after {len(done)}" if done else ""
             log(f"evaluating {info.id} on {len(todo)} {split} examples of snapshot {snap.id}{resumed} ...")
-        model, tok = load_model(info.base_model, adapters={"evaluated": info.adapter_path} if info.adapter_path else None)
+        model, tok = load_model(info.base_model, adapters={"evaluated": info.adapter_path} if info.adapter_path else None,
+                                merge=True)
         chunk = max(batch_size * 4, 1)
         with progress_bar(f"eval {info.id}", total=len(todo), enabled=None if progress else False) as bar:
             for start in range(0, len(todo), chunk):

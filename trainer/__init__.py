@@ -18,6 +18,11 @@ import os
 # policy and 0.1-0.4 s with PASSIVE under the same load.  Only takes effect if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import warnings  # noqa: E402
+
+# transformers calls its own deprecated property while TRL prepares the model: noise to a user.
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
 from .adapters import AdapterStack, export_merged  # noqa: E402
 from .api import resume, train  # noqa: E402
 from .config import DPOConfig, OpenAIConfig, SFTConfig, load_config  # noqa: E402

@@ -60,8 +60,26 @@ _REPORTING_KEYS = frozenset({"report_to", "logging_steps", "save_total_limit", "
                              "max_cost_usd", "price_per_1m_tokens"})
 
 
+class _Config:
+    """What every config does: list its problems, validate, serialise with its method."""
+
+    method: ClassVar[str]
+
+    def problems(self) -> list[str]:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every problem; return None when the config is valid."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems, getattr(self, "_source", None))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+
 @dataclass
-class _LocalConfig:
+class _LocalConfig(_Config):
     """Fields shared by the local (TRL + PEFT) methods."""
 
     method: ClassVar[str] = ""
@@ -154,14 +172,6 @@ class _LocalConfig:
             p.append(f"report_to: unknown {', '.join(bad)} (choose from {', '.join(REPORTERS)}, or an empty list)")
         return p
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` listing every problem; return None when the config is valid."""
-        problems = self.problems()
-        if problems:
-            raise ConfigError(problems, getattr(self, "_source", None))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **dataclasses.asdict(self)}
 
 
 @dataclass
@@ -194,7 +204,7 @@ class DPOConfig(_LocalConfig):
 
 
 @dataclass
-class OpenAIConfig:
+class OpenAIConfig(_Config):
     """A hosted fine-tuning job on the OpenAI API (``curator train --backend openai``)."""
 
     method: ClassVar[str] = "openai"
@@ -237,13 +247,6 @@ class OpenAIConfig:
             p.append(f"max_cost_usd: must be >= 0 (got {self.max_cost_usd})")
         return p
 
-    def validate(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ConfigError(problems, getattr(self, "_source", None))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **dataclasses.asdict(self)}
 
 
 TrainConfig = Union[SFTConfig, DPOConfig, OpenAIConfig]  # noqa: UP007 - a runtime alias

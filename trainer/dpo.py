@@ -21,21 +21,18 @@ import shutil
 from typing import Any
 
 from curator.errors import CuratorError
-from curator.models import load_tokenizer
 
 from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
 from .config import DPOConfig
-from .hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
-from .sft import TrainJob, _metrics, _replay
+from .hardware import check_reporters, trl_common_args
+from .sft import TrainJob, _metrics, _replay, setup_model
 
 __all__ = ["train_dpo"]
 
 
 def train_dpo(job: TrainJob) -> dict[str, Any]:
     """Train (or continue) a LoRA adapter on preference pairs; ``job.train_rows`` / ``eval_rows`` are pairs."""
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel
     from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
@@ -45,21 +42,7 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
     log = job.log
 
     # -- 1. setup --------------------------------------------------------------------------------------------
-    hw = resolve_hardware(cfg.quantization, cfg.precision)
-    log(f"device {hw.device}, precision {hw.precision}, quantization {hw.quantization}"
-        + (f", {hw.world_size} processes" if hw.world_size > 1 else ""))
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.base_model)
-    model = load_base_model(cfg.base_model, hw, gradient_checkpointing=cfg.gradient_checkpointing)
-    peft_config = None
-    if job.base_adapter is not None:
-        log(f"starting from the SFT adapter {job.base_adapter} (also the frozen reference)")
-        model = PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True)
-    else:
-        peft_config = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
-        )
+    hw, tokenizer, model, peft_config = setup_model(job, "starting from the SFT adapter {adapter} (also the frozen reference)")
 
     # -- 2. data ---------------------------------------------------------------------------------------------
     train_records = [dpo_record(p) for p in job.train_rows]

@@ -44,10 +44,34 @@ class TrainJob:
     progress: bool = True
 
 
-def train_sft(job: TrainJob) -> dict[str, Any]:
-    """Train a LoRA adapter on ``job.train_rows``; return the run metrics."""
+def setup_model(job: TrainJob, continuing: str) -> tuple[Any, Any, Any, Any]:
+    """Step 1 of both recipes: hardware, seed, tokenizer, base model, and either the adapter of
+    ``job.base_adapter`` (trainable; ``continuing`` is the log line, with ``{adapter}``) or a fresh LoRA config.
+
+    Returns (hardware, tokenizer, model, peft_config or None).
+    """
     import torch
     from peft import LoraConfig, PeftModel
+
+    cfg = job.cfg
+    hw = resolve_hardware(cfg.quantization, cfg.precision)
+    job.log(f"device {hw.device}, precision {hw.precision}, quantization {hw.quantization}"
+            + (f", {hw.world_size} processes" if hw.world_size > 1 else ""))
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.base_model)
+    model = load_base_model(cfg.base_model, hw, gradient_checkpointing=cfg.gradient_checkpointing)
+    if job.base_adapter is not None:
+        job.log(continuing.format(adapter=job.base_adapter))
+        return hw, tokenizer, PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True), None
+    peft_config = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+    return hw, tokenizer, model, peft_config
+
+
+def train_sft(job: TrainJob) -> dict[str, Any]:
+    """Train a LoRA adapter on ``job.train_rows``; return the run metrics."""
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
@@ -55,21 +79,7 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     log = job.log
 
     # -- 1. setup --------------------------------------------------------------------------------------------
-    hw = resolve_hardware(cfg.quantization, cfg.precision)
-    log(f"device {hw.device}, precision {hw.precision}, quantization {hw.quantization}"
-        + (f", {hw.world_size} processes" if hw.world_size > 1 else ""))
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.base_model)
-    model = load_base_model(cfg.base_model, hw, gradient_checkpointing=cfg.gradient_checkpointing)
-    peft_config = None
-    if job.base_adapter is not None:
-        log(f"continuing from the adapter {job.base_adapter}")
-        model = PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True)
-    else:
-        peft_config = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
-        )
+    hw, tokenizer, model, peft_config = setup_model(job, "continuing from the adapter {adapter}")
 
     # -- 2. data ---------------------------------------------------------------------------------------------
     from .data import sft_dataset

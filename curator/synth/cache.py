@@ -11,15 +11,18 @@ paid response: the next run finds it and parses it again.  One ``ok`` row per ke
 request leaves a ``failed`` row (with the error and the number of attempts) that the next run
 retries and replaces.
 
-Writes from the event loop (:meth:`RequestStore.put`) are batched without delay: responses that
-arrive in the same turn of the loop are written by one multi-row ``INSERT`` at the end of that turn,
-then their waiters resume.  (A writer thread was measured too: it contends for the GIL and was
-slower with 32 requests in flight.)
+Writes from the event loop (:meth:`RequestStore.put`) are batched without delay: one write is in
+flight at a time, on a writer thread with its own cursor, and the responses that arrive while it
+runs go together in the next one; each waiter resumes once its row is committed.  DuckDB releases
+the GIL while it inserts and commits, so the loop keeps sending requests meanwhile (measured with
+32 requests in flight on 2 cores: the request phase went from 1.13-1.26 s to 1.01-1.07 s, against
+0.97 s for the bare SDK with no cache at all).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +105,8 @@ class RequestStore:
         self._pending: list[tuple[RequestRow, asyncio.Future[None]]] = []
         self._scheduled = False
         self.writes = 0  # INSERT statements issued (batches)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._wcon: Any = None
 
     # -- reads -----------------------------------------------------------------------------------------------
     def preload(self, keys: list[str]) -> None:
@@ -148,15 +153,15 @@ class RequestStore:
     # -- writes ----------------------------------------------------------------------------------------------
     def write(self, rows: list[RequestRow]) -> None:
         """Write rows now, on this store's connection (replacing failed rows of the same keys)."""
-        self._insert(self.con, rows)
+        self._insert(self.con, rows, {r.key for r in rows if r.key in self._failed_attempts})
         self._remember(rows)
 
-    def _insert(self, con: Any, rows: list[RequestRow]) -> None:
-        """One transaction per chunk: delete the failed rows being replaced, insert the new ones."""
+    def _insert(self, con: Any, rows: list[RequestRow], failed: set[str]) -> None:
+        """One transaction per chunk: delete the failed rows being replaced (keys in ``failed``), insert the new ones."""
         for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
             chunk = rows[start : start + _MAX_ROWS_PER_INSERT]
             marks = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk))
-            replaced = [r.key for r in chunk if r.key in self._failed_attempts]
+            replaced = [r.key for r in chunk if r.key in failed]
             con.execute("BEGIN TRANSACTION")
             try:
                 if replaced:
@@ -180,33 +185,49 @@ class RequestStore:
                 self._failed_attempts[r.key] = r.attempts
 
     async def put(self, row: RequestRow) -> None:
-        """Queue ``row``; returns once it is committed.  Rows queued in the same turn of the event loop
-        share one write, which runs at the end of that turn (a few milliseconds for dozens of rows)."""
+        """Queue ``row``; returns once it is committed.  One write is in flight at a time, on a writer
+        thread with its own cursor (DuckDB releases the GIL while it inserts and commits); rows that
+        arrive meanwhile go together in the next write."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._pending.append((row, fut))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
+            loop.call_soon(self._start_write, loop)
         await fut
 
-    def _flush(self) -> None:
-        self._scheduled = False
+    def _start_write(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._pending = self._pending, []
         if not batch:
+            self._scheduled = False
             return
         rows = [r for r, _ in batch]
-        try:
-            self._insert(self.con, rows)
-        except BaseException as e:  # the waiters see the database error
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
-            return
-        self._remember(rows)
+        failed = {r.key for r in rows if r.key in self._failed_attempts}
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="curator-cache")
+            self._wcon = self.con.cursor()
+        job = loop.run_in_executor(self._executor, self._insert, self._wcon, rows, failed)
+        job.add_done_callback(lambda f: self._written(loop, batch, rows, f))
+
+    def _written(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[RequestRow, asyncio.Future[None]]],
+                 rows: list[RequestRow], done: asyncio.Future[None]) -> None:
+        exc = done.exception()
+        if exc is None:
+            self._remember(rows)
         for _, fut in batch:
-            if not fut.done():
+            if fut.done():
+                continue
+            if exc is None:
                 fut.set_result(None)
+            else:  # the waiters see the database error
+                fut.set_exception(exc)
+        self._start_write(loop)  # what arrived during this write (or stop)
 
     def close(self) -> None:
-        """Nothing to release today (writes run on the event loop's thread); kept for callers."""
+        """Stop the writer thread and close its cursor (after :meth:`put` calls have returned)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._wcon is not None:
+            self._wcon.close()
+            self._wcon = None

@@ -93,6 +93,41 @@ def test_interrupted_evaluation_resumes_and_matches(
     assert {r.example_id: r.prediction for r in eval_rows(snap_ws, res.id)} == ref_preds  # greedy: reproducible
 
 
+def test_a_later_snapshot_reuses_predictions_of_the_same_examples(
+    snap_ws: Any, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import write_jsonl
+
+    from curator.ingest import ingest_file
+    from curator.snapshots import create_snapshot
+
+    first = _eval(snap_ws, tiny_model_dir)
+    new_test = write_jsonl(tmp_path / "more-test.jsonl", [{"messages": [
+        {"role": "user", "content": "How do I rotate an API key?"},
+        {"role": "assistant", "content": "Open Settings, then Keys, then Rotate."}]}])
+    ingest_file(snap_ws, new_test, task="support", split="test")
+    s2 = create_snapshot(snap_ws, name="s2")
+    real, asked = runner.generate, []
+
+    def counting(model: Any, tok: Any, prompts: list[Any], **k: Any) -> Any:
+        asked.append(len(prompts))
+        return real(model, tok, prompts, **k)
+
+    monkeypatch.setattr(runner, "generate", counting)
+    again = _eval(snap_ws, tiny_model_dir, snapshot=s2.id, batch_size=2)
+    assert again.id != first.id and again.generated == 1 and asked == [1]  # only the new test example
+    rows = {r.example_id: r for r in eval_rows(snap_ws, again.id)}
+    assert len(rows) == 7
+    for r in eval_rows(snap_ws, first.id):
+        assert rows[r.example_id].prediction == r.prediction and rows[r.example_id].scores == r.scores
+        assert rows[r.example_id].meta["reused_from"] == first.id
+    assert again.summary["overall"]["n"] == 7
+    # Other generation settings never reuse.
+    asked.clear()
+    other = _eval(snap_ws, tiny_model_dir, snapshot=s2.id, max_new_tokens=7)
+    assert other.generated == 7 and sum(asked) == 7
+
+
 def _adapter(ws: Any, tiny: Path, run_id: str, seed: int = 0) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
