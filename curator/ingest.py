@@ -11,9 +11,13 @@ byte range; the result is the same as the sequential path, row for row.
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import multiprocessing as mp
 import os
+import sys
+import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +203,31 @@ def _split_ranges(path: Path, parts: int) -> list[tuple[int, int, int]]:
     return ranges
 
 
-def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool]) -> tuple[Columns, list[BadRow], int]:
-    path, start, end, first_line, shape, ctx, stop = args
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Import hook of the ingest worker processes: ``import pandas`` fails at once."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not used by curator's ingest workers")
+
+
+def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool, tuple[float, float, float], str]
+                   ) -> tuple[str, list[BadRow], int]:
+    """Worker: convert one byte range and write it as an Arrow IPC file (cheaper than pickling the rows back)."""
+    path, start, end, first_line, shape, ctx, stop, ratios, out = args
+    # pyarrow imports pandas on its first Python-to-Arrow conversion (0.25 s of CPU, measured) to ask
+    # whether the input is a pandas object; it never is here, and this process ends after this range.
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
+    cols, bad, n = _convert_lines(path, start, end, first_line, shape, ctx, stop)
+    table = cols.to_arrow(ratios)
+    with pa.OSFile(out, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return out, bad, n
+
+
+def _convert_lines(path: str, start: int, end: int, first_line: int, shape: str, ctx: _Ctx, stop: bool
+                   ) -> tuple[Columns, list[BadRow], int]:
     import json
 
     mod = SHAPES[shape]
@@ -244,6 +271,37 @@ def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool]) -> tuple[Co
     return _convert(rows(), ctx, stop)
 
 
+def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, float, float], stop: bool
+                      ) -> tuple[pa.Table, list[BadRow], int]:
+    """Convert a large JSON Lines file in worker processes, one byte range each; rows in file order."""
+    parts = min(os.cpu_count() or 2, 4)
+    with tempfile.TemporaryDirectory(prefix="curator-ingest-") as tmp:
+        jobs = [(str(path), a, b, line, src.format, ctx, stop, ratios, os.path.join(tmp, f"part{i}.arrow"))
+                for i, (a, b, line) in enumerate(_split_ranges(path, parts))]
+        with mp.get_context("fork").Pool(parts) as pool:
+            results = pool.map(_convert_range, jobs)
+        tables, bad, n = [], [], 0
+        for out, b, k in results:
+            with pa.OSFile(out) as source:  # read into memory this process owns (the files go with tmp)
+                tables.append(pa.ipc.open_file(source).read_all())
+            bad.extend(b)
+            n += k
+    return pa.concat_tables(tables), bad, n
+
+
+def _first_of_each_id(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep the first row of each example id; returns (table, repeats dropped)."""
+    seen: set[str] = set()
+    keep = [i for i, eid in enumerate(table.column("id").to_pylist()) if not (eid in seen or seen.add(eid))]
+    dropped = table.num_rows - len(keep)
+    return (table.take(pa.array(keep, pa.int64())) if dropped else table), dropped
+
+
+def _ratios(ws: Workspace) -> tuple[float, float, float]:
+    r = ws.get_setting("split_ratios", list(DEFAULT_RATIOS))
+    return (float(r[0]), float(r[1]), float(r[2]))
+
+
 def _parallel_ok(path: Path, src: Source) -> bool:
     return (src.unit == "line" and src.format in SHAPES and path.is_file()
             and path.stat().st_size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1)
@@ -271,49 +329,47 @@ def ingest_file(
     source = str(path.resolve())
     ctx = _Ctx(task, origin, split, source, src.unit, src.format)
     report = IngestReport(path=str(path), format=src.format)
-    if _parallel_ok(path, src):
-        parts = min(os.cpu_count() or 2, 4)
-        jobs = [(str(path), a, b, line, src.format, ctx, not skip_invalid) for a, b, line in _split_ranges(path, parts)]
-        with mp.get_context("fork").Pool(parts) as pool:
-            results = pool.map(_convert_range, jobs)
-        cols, bad, n = Columns(), [], 0
-        for c, b, k in results:
-            cols.extend(c)
-            bad.extend(b)
-            n += k
-    else:
-        cols, bad, n = _convert(rows, ctx, not skip_invalid)
+    ratios = _ratios(ws)
+    with ThreadPoolExecutor(1) as hasher:
+        # The file's sha256 (for the ingests table) is computed meanwhile: hashlib releases the GIL.
+        digest = hasher.submit(_file_sha256, path)
+        if _parallel_ok(path, src):
+            table, bad, n = _convert_parallel(path, src, ctx, ratios, not skip_invalid)
+        else:
+            cols, bad, n = _convert(rows, ctx, not skip_invalid)
+            table = cols.to_arrow(ratios)
+        sha = digest.result()
     report.rows_read = n
     if bad and not skip_invalid:
         first = min(bad, key=lambda r: r.line)
         raise src.error(first.line, first.reason)
     report.skipped = [{"line": b.line, "unit": src.unit, "reason": b.reason} for b in sorted(bad, key=lambda r: r.line)]
-    report.duplicates_in_file = cols.dedup()
-    report.examples = len(cols)
-    if not cols and not bad:
+    table, report.duplicates_in_file = _first_of_each_id(table)
+    report.examples = table.num_rows
+    if not table.num_rows and not bad:
         raise InputError("no examples found", path)
     with ws.transaction() as con:
-        added, by_split = store_examples(con, ws, cols)
+        added, by_split = store_examples(con, ws, table)
         if split in ("eval", "test"):
-            report.moved_to_pinned_split = _move_to_pinned(con, cols, split, source)
+            report.moved_to_pinned_split = _move_to_pinned(con, table.column("id"), split, source)
         con.execute(
             "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
-            [source, _file_sha256(path), src.format, report.rows_read, added, len(report.skipped)],
+            [source, sha, src.format, report.rows_read, added, len(report.skipped)],
         )
     report.added = added
-    report.already_present = len(cols) - added
+    report.already_present = table.num_rows - added
     report.by_split = by_split
     return report
 
 
-def _move_to_pinned(con: Any, cols: Columns, split: str, source: str) -> dict[str, int]:
+def _move_to_pinned(con: Any, ids: Any, split: str, source: str) -> dict[str, int]:
     """Move already-stored examples of a file pinned to ``split`` there when they sit in a less held-out split.
 
     Held-out sets only grow: a test file that repeats a train example takes it out of train (a snapshot
     taken before keeps its own frozen copy).  Returns counts by the split they came from.
     """
     rank = "CASE {col} WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END"
-    con.register("_pinned", pa.table({"id": cols.id}))
+    con.register("_pinned", pa.table({"id": ids}))
     try:
         rows = con.execute(
             f"""SELECT s.example_id, s.split FROM splits s JOIN _pinned p ON p.id = s.example_id
@@ -342,22 +398,31 @@ def _dataset_split(name: str | None) -> str | None:
     )
 
 
-def store_examples(con: Any, ws: Workspace, examples: Columns | list[Example]) -> tuple[int, dict[str, int]]:
+def store_examples(con: Any, ws: Workspace, examples: Columns | list[Example] | pa.Table) -> tuple[int, dict[str, int]]:
     """Insert the examples not yet stored and give each new one its split.  Call inside a transaction.
+
+    ``examples``: examples, their :class:`Columns`, or the Arrow table ``Columns.to_arrow`` makes
+    (unique ids, ``hashed`` split already computed).
 
     Returns (number added, counts of the added by split).
     """
-    cols = examples if isinstance(examples, Columns) else Columns.of(examples)
-    if not len(cols):
+    if isinstance(examples, pa.Table):
+        incoming = examples
+    else:
+        cols = examples if isinstance(examples, Columns) else Columns.of(examples)
+        incoming = cols.to_arrow(_ratios(ws))
+    if not incoming.num_rows:
         return 0, {}
-    ratios = tuple(ws.get_setting("split_ratios", list(DEFAULT_RATIOS)))
-    con.register("_incoming", cols.to_arrow(ratios))  # type: ignore[arg-type]
+    con.register("_incoming", incoming)
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT i.* FROM _incoming i ANTI JOIN examples e ON e.id = i.id")
+        # Only the keys of the new rows are copied; the texts go straight from the Arrow table.
+        con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT i.id, i.group_key, i.pin, i.hashed "
+                    "FROM _incoming i ANTI JOIN examples e ON e.id = i.id")
         con.execute(
             """
             INSERT INTO examples (id, messages, task, origin, source, parent_id, meta, group_key)
-            SELECT id, messages, task, origin, source, parent_id, meta, group_key FROM _new
+            SELECT i.id, i.messages, i.task, i.origin, i.source, i.parent_id, i.meta, i.group_key
+            FROM _incoming i SEMI JOIN _new n ON n.id = i.id
             """
         )
         # Split: the pin, else the split the group already has (test beats eval beats train), else the hash.

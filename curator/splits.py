@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from .errors import CuratorError
 
@@ -21,6 +22,7 @@ __all__ = ["DEFAULT_RATIOS", "SPLITS", "hash_split", "parse_ratios"]
 SPLITS = ("train", "eval", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 _SALT = "curator-split-v1:"
+_HEX15 = re.compile(r"[0-9a-f]{15}")
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -42,8 +44,7 @@ def hash_split(group: str, ratios: tuple[float, float, float] = DEFAULT_RATIOS) 
     Group keys are already sha256 hex digests, so their leading digits are uniform; any other key is
     hashed first.
     """
-    key = group if len(group) >= 15 and all(c in "0123456789abcdef" for c in group[:15]) else (
-        hashlib.sha256((_SALT + group).encode()).hexdigest())
+    key = group if _HEX15.match(group) else hashlib.sha256((_SALT + group).encode()).hexdigest()
     u = int(key[:15], 16) / 16**15
     if u < ratios[0]:
         return "train"

@@ -187,3 +187,45 @@ def test_chat_extra_fields_are_kept_in_meta(ws, tmp_path: Path) -> None:
     with ws.connect() as con:
         meta = json.loads(con.execute("SELECT meta FROM examples").fetchall()[0][0])
     assert meta["key_phrases"] == ["Diagnosis"] and meta["weight_note"] == {"a": 1}
+
+
+def _contents(ws) -> list[tuple]:
+    with ws.connect() as con:
+        return con.execute(
+            "SELECT e.id, e.messages::VARCHAR, e.task, e.origin, e.meta::VARCHAR, e.group_key, s.split, s.pinned "
+            "FROM examples e JOIN splits s ON s.example_id = e.id ORDER BY e.id").fetchall()
+
+
+@pytest.mark.parametrize("split", [None, "test"])
+def test_parallel_conversion_stores_what_the_sequential_path_stores(tmp_path: Path, monkeypatch, split) -> None:
+    """Large JSON Lines files go through worker processes: same rows, lines, splits, errors as one process."""
+    import curator.ingest as ingest_mod
+    from curator.workspace import Workspace
+
+    rows = [chat(f"question {i} about the bucket quota?", f"answer {i}.") for i in range(300)]
+    rows[7] = rows[3]  # a repeat inside the file: the first copy stays
+    rows[150]["key_phrases"] = ["quota"]
+    path = write_jsonl(tmp_path / "big.jsonl", rows)
+    path.write_text(path.read_text().replace("\n", "\n\n", 1) + "not json\n")  # a blank line, a bad last line
+
+    seq_ws, par_ws = Workspace(tmp_path / "seq"), Workspace(tmp_path / "par")
+    seq = ingest_file(seq_ws, path, skip_invalid=True, split=split)
+    monkeypatch.setattr(ingest_mod, "PARALLEL_MIN_BYTES", 1)
+    calls: list[int] = []
+    real = ingest_mod._convert_parallel
+    monkeypatch.setattr(ingest_mod, "_convert_parallel", lambda *a, **k: calls.append(1) or real(*a, **k))
+    par = ingest_file(par_ws, path, skip_invalid=True, split=split)
+    assert calls == [1]
+    assert (par.rows_read, par.examples, par.added, par.duplicates_in_file, par.by_split) == (
+        seq.rows_read, seq.examples, seq.added, seq.duplicates_in_file, seq.by_split) == (
+        301, 299, 299, 1, par.by_split)
+    assert par.skipped == seq.skipped == [{"line": 302, "unit": "line", "reason": par.skipped[0]["reason"]}]
+    assert _contents(par_ws) == _contents(seq_ws)
+    # Line numbers survive the byte ranges: the row after the blank line is line 3.
+    metas = {json.loads(m)["source"]["line"] for _, _, _, _, m, _, _, _ in _contents(par_ws)}
+    assert 3 in metas and 2 not in metas and 301 in metas
+
+    # Without --skip-invalid the file is rejected with the same FILE:LINE message, nothing written.
+    with pytest.raises(InputError, match=r":302: invalid JSON"):
+        ingest_file(Workspace(tmp_path / "par2"), path)
+    assert count_rows(Workspace(tmp_path / "par2")).get("examples", 0) == 0
