@@ -28,8 +28,14 @@ test-all: setup
 	$(BIN)/curator models prepare
 	$(BIN)/python -m pytest -q -m '' $(PYTEST_ARGS)
 
+# The quick benchmarks (a few minutes in all).  By hand: dedup_scale.py (1M examples, an hour),
+# generate_local.py and train_overhead.py (the real model on the CPU, minutes each).
 bench: setup
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/generate_concurrency.py
+	$(BIN)/python benchmarks/dedup_near.py
+	$(BIN)/python benchmarks/dedup_semantic.py
+	$(BIN)/python benchmarks/pii.py
 
 lint: setup
 	$(BIN)/ruff check curator trainer evals tests benchmarks

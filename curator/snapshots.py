@@ -264,7 +264,10 @@ def diff_snapshots(ws: Workspace, a: str, b: str) -> dict[str, Any]:
             WITH a AS (SELECT example_id, split FROM snapshot_members WHERE snapshot_id = ?),
                  b AS (SELECT example_id, split FROM snapshot_members WHERE snapshot_id = ?)
             SELECT coalesce(a.example_id, b.example_id) AS id, a.split, b.split, e.origin, e.excluded_reason,
-                   (SELECT d.kind || ': ' || coalesce(d.reason, '') || coalesce(' (of ' || d.other_id || ')', '')
+                   (SELECT d.kind || ': ' || coalesce(d.reason, '')
+                           -- the other example's id, unless the reason already names it
+                           || CASE WHEN d.other_id IS NULL OR contains(coalesce(d.reason, ''), left(d.other_id, 12))
+                                   THEN '' ELSE ' (of ' || d.other_id || ')' END
                       FROM decisions d WHERE d.example_id = coalesce(a.example_id, b.example_id)
                       AND d.undone_at IS NULL ORDER BY d.created_at DESC LIMIT 1) AS decision
             FROM a FULL OUTER JOIN b ON a.example_id = b.example_id
