@@ -138,8 +138,9 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
         parts.append(_examples_table(c.get("fixed") or c.get("newly_fixed") or [], "newly fixed"))
         parts.append(_examples_table(c.get("broken") or c.get("newly_broken") or [], "newly broken"))
 
+    started = _base_runs(ws, [str(r.get("run_id")) for r in rounds])
     parts.append("<h2>Lineage</h2><table><tr><th>round</th><th>snapshot</th><th>train data by origin</th>"
-                 "<th>run</th><th>evaluation</th><th>data produced</th></tr>")
+                 "<th>run</th><th>trained from</th><th>evaluation</th><th>data produced</th></tr>")
     for r in rounds:
         origins = comp.get(f"round {r['round']}", {})
         batch = r.get("batch") or {}
@@ -147,11 +148,20 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
         parts.append(
             f"<tr><td>{r['round']}</td><td>{escape(str(r.get('snapshot_id')))}</td>"
             f"<td>{escape(', '.join(f'{k} {v}' for k, v in sorted(origins.items())))}</td>"
-            f"<td>{escape(str(r.get('run_id')))}</td><td>{escape(str(r.get('eval_id')))}</td>"
+            f"<td>{escape(str(r.get('run_id')))}</td><td>{escape(started.get(str(r.get('run_id')), 'base model'))}</td>"
+            f"<td>{escape(str(r.get('eval_id')))}</td>"
             f"<td>{escape(produced)}</td></tr>")
     parts.append("</table></body></html>")
     out.write_text("".join(parts))
     return out
+
+
+def _base_runs(ws: Workspace, run_ids: list[str]) -> dict[str, str]:
+    """run id -> the run whose adapter it continued (``runs.meta.base_run``), for the runs that have one."""
+    with ws.connect() as con:
+        rows = con.execute("SELECT id, json_extract_string(meta, '$.base_run') FROM runs").fetchall()
+    wanted = set(run_ids)
+    return {rid: base for rid, base in rows if rid in wanted and base}
 
 
 def _verdict(r: dict[str, Any]) -> str:

@@ -87,6 +87,12 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
                        "AND json_extract_string(meta, '$.reused_from') = ?", [eval_r2["baseline_eval_id"], r1.eval_id])
     assert reused[0][0] == 30
 
+    from curator.round_report import write_round_report
+
+    html = write_round_report(ws).read_text()
+    assert f"<td>{r1.run_id}</td><td>base model</td>" in html  # the lineage: round 1 from the base model,
+    assert f"<td>{r2.run_id}</td><td>{r1.run_id}</td>" in html  # round 2 from round 1's adapter
+
     history = list_rounds(ws)
     assert [h["round"] for h in history] == [1, 2] and all(h["status"] == "done" for h in history)
     assert history[1]["baseline"] == r1.run_id and "rougeL" in history[1]["summary"]

@@ -751,7 +751,11 @@ async def _judge_all(run: _Run, judge: Judge, jt: _Teacher, tmpl: Template,
 
 
 def _run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run``, also from code that already runs an event loop (a notebook)."""
+    """``asyncio.run``, also from code that already runs an event loop (a notebook).
+
+    (uvloop's loop was measured here too: no change at 32 requests in flight, where the time goes to
+    the SDK's HTTP stack, not the loop.)
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
