@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -10,11 +11,15 @@ __all__ = ["PALETTE", "line_chart", "stacked_bars"]
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4b5563")
 
 
-def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi]."""
     if hi <= lo:
         hi = lo + 1.0
-    step = (hi - lo) / n
-    return [lo + i * step for i in range(n + 1)]
+    raw = (hi - lo) / n
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    start, stop = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    return [round(start + i * step, 12) for i in range(round((stop - start) / step) + 1)]
 
 
 def line_chart(
@@ -38,7 +43,9 @@ def line_chart(
     if x1 == x0:
         x0, x1 = x0 - 0.5, x1 + 0.5
     pad = (y1 - y0) * 0.1 or abs(y1) * 0.1 or 0.1
-    y0, y1 = y0 - pad, y1 + pad
+    y0, y1 = (max(y0 - pad, 0.0) if y0 >= 0 else y0 - pad), y1 + pad
+    y_ticks = _ticks(y0, y1)
+    y0, y1 = y_ticks[0], y_ticks[-1]
 
     def sx(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * (width - left - right)
@@ -49,10 +56,10 @@ def line_chart(
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
            f'aria-label="{escape(title)}" style="font:11px sans-serif">',
            f'<text x="{left}" y="14" style="font-weight:bold;font-size:13px">{escape(title)}</text>']
-    for y in _ticks(y0, y1):
+    for y in y_ticks:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#e5e7eb"/>')
         out.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-    for x, label in x_ticks or [(x, f"{x:g}") for x in _ticks(x0, x1)]:
+    for x, label in x_ticks or [(x, f"{x:g}") for x in _ticks(x0, x1) if x0 <= x <= x1]:
         out.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 14}" text-anchor="middle">{escape(label)}</text>')
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text x="12" y="{(top + height - bottom) / 2}" transform="rotate(-90 12 {(top + height - bottom) / 2})" '
