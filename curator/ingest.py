@@ -165,6 +165,10 @@ def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool)
     bad: list[BadRow] = []
     n = 0
     src_meta = {"path": ctx.source, "format": ctx.format}
+    # What Columns.add does, inlined: this loop runs once per row of every file (12 us a row).
+    ids, msgs, tasks, origins, sources = cols.id, cols.messages, cols.task, cols.origin, cols.source
+    parents, metas, groups, pins = cols.parent_id, cols.meta, cols.group_key, cols.pin
+    dumps = orjson.dumps
     for row in rows:
         n += 1
         if isinstance(row, BadRow):
@@ -176,9 +180,15 @@ def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool)
         row_task = ctx.task or meta.pop("task", None) or "default"
         meta["source"] = {**src_meta, ctx.unit: row.line}
         messages = normalize_messages(row.messages)
-        ex = Example(messages=messages, task=row_task, origin=ctx.origin, source=ctx.source, meta=meta,
-                     id=_example_id(messages))
-        cols.add(ex, ctx.split or _dataset_split(row.split))
+        ids.append(_example_id(messages))
+        msgs.append(dumps(messages).decode())
+        tasks.append(row_task)
+        origins.append(ctx.origin)
+        sources.append(ctx.source)
+        parents.append(None)
+        metas.append(dumps(meta).decode())
+        groups.append(group_key(messages))
+        pins.append(ctx.split or _dataset_split(row.split))
     return cols, bad, n
 
 
