@@ -97,3 +97,33 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
     assert [h["round"] for h in history] == [1, 2] and all(h["status"] == "done" for h in history)
     assert history[1]["baseline"] == r1.run_id and "rougeL" in history[1]["summary"]
 
+
+
+def test_an_interrupted_round_resumes_without_training_again(
+    ws: Workspace, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evals.runner
+
+    ws.set_setting("split_ratios", [0.85, 0.15, 0.0])
+    ingest_file(ws, SEEDS / "seeds.jsonl", task="support", origin="seed")
+    ingest_file(ws, SEEDS / "test.jsonl", task="support", split="test", origin="seed")
+    kw: dict[str, Any] = {"task": "support", "overrides": tiny_overrides(tiny_model_dir, eval_steps=0, max_seq_length=384),
+                          "n_generate": 0, "max_new_tokens": 4, "max_eval": 5}
+
+    def crash(*a: Any, **k: Any) -> Any:
+        raise KeyboardInterrupt  # the user pressed Ctrl-C while the test split was being evaluated
+
+    real = evals.runner.evaluate
+    monkeypatch.setattr(evals.runner, "evaluate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_round(ws, log=lambda m: None, **kw)
+    assert _rows(ws, "SELECT round, status FROM rounds") == [(1, "trained")]
+    (first_run,) = [r[0] for r in _rows(ws, "SELECT id FROM runs WHERE status = 'succeeded'")]
+
+    monkeypatch.setattr(evals.runner, "evaluate", real)
+    logs: list[str] = []
+    done = run_round(ws, log=logs.append, **kw)
+    assert "[round 1] resuming" in logs
+    assert done.round == 1 and done.run_id == first_run  # the finished training was reused, not redone
+    assert _rows(ws, "SELECT count(*) FROM runs")[0][0] == 1
+    assert _rows(ws, "SELECT round, status FROM rounds") == [(1, "done")]
