@@ -17,15 +17,14 @@
 from __future__ import annotations
 
 import gc
-import shutil
 from typing import Any
 
 from curator.errors import CuratorError
 
-from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
+from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget
 from .config import DPOConfig
 from .hardware import check_reporters, trl_common_args
-from .sft import TrainJob, _metrics, _replay, setup_model
+from .sft import TrainJob, setup_model, train_and_save
 
 __all__ = ["train_dpo"]
 
@@ -71,22 +70,8 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         peft_config=peft_config, callbacks=[metrics_cb, guard, budget],
     )
-    use_progress(trainer, job.progress)
-    if job.resume_from is not None:
-        _replay(guard, job.resume_from)
-        log(f"resuming from {job.resume_from.name}")
-    result = trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
-
-    # -- 4. save ---------------------------------------------------------------------------------------------
-    adapter_dir = job.run_dir / "adapter"
-    trainer.save_model(str(adapter_dir))
-    metrics = _metrics(trainer, result, metrics_cb, guard)
-    metrics["hardware"] = hw.to_dict()
-    metrics["stopped_by_time_budget_at_step"] = budget.stopped_at_step
+    metrics = train_and_save(job, trainer, metrics_cb, guard, budget, hw)  # -- 3. train, 4. save
     metrics["data"] = {"train_pairs": len(train_records), "eval_pairs": len(eval_records)}
-    if trainer.is_world_process_zero():
-        shutil.rmtree(adapter_dir / "ref", ignore_errors=True)  # the frozen reference copy is not the result
-        shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
 
     # -- 5. cleanup ------------------------------------------------------------------------------------------
     del trainer, model

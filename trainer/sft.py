@@ -112,25 +112,32 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer, peft_config=peft_config, callbacks=[metrics_cb, guard, budget],
     )
+    metrics = train_and_save(job, trainer, metrics_cb, guard, budget, hw)  # -- 3. train, 4. save
+    metrics["data"] = {"train": train_stats, "eval": eval_stats}
+
+    # -- 5. cleanup ------------------------------------------------------------------------------------------
+    del trainer, model
+    gc.collect()
+    return metrics
+
+
+def train_and_save(job: TrainJob, trainer: Any, metrics_cb: MetricsLogger, guard: OverfittingGuard,
+                   budget: TimeBudget, hw: Any) -> dict[str, Any]:
+    """Steps 3-4 of both recipes: train (resuming from ``job.resume_from``), save the adapter to
+    ``runs/<id>/adapter``, remove the checkpoints; returns the run metrics."""
     use_progress(trainer, job.progress)
     if job.resume_from is not None:
         _replay(guard, job.resume_from)
-        log(f"resuming from {job.resume_from.name}")
+        job.log(f"resuming from {job.resume_from.name}")
     result = trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
-
-    # -- 4. save ---------------------------------------------------------------------------------------------
     adapter_dir = job.run_dir / "adapter"
     trainer.save_model(str(adapter_dir))
     metrics = _metrics(trainer, result, metrics_cb, guard)
     metrics["hardware"] = hw.to_dict()
     metrics["stopped_by_time_budget_at_step"] = budget.stopped_at_step
-    metrics["data"] = {"train": train_stats, "eval": eval_stats}
     if trainer.is_world_process_zero():
+        shutil.rmtree(adapter_dir / "ref", ignore_errors=True)  # DPO's frozen reference copy is not the result
         shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
-
-    # -- 5. cleanup ------------------------------------------------------------------------------------------
-    del trainer, model
-    gc.collect()
     return metrics
 
 
