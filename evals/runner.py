@@ -285,7 +285,7 @@ _NOT_IN_KEY = ("batch_size",)
 
 
 #: Settings that do not change the prediction of one example (``limit`` picks which examples).
-_NOT_IN_PREDICTION = ("batch_size", "limit")
+_NOT_IN_PREDICTION = (*_NOT_IN_KEY, "limit")
 
 
 def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[str, Any], example_ids: list[str]) -> int:

@@ -153,8 +153,12 @@ class RequestStore:
     # -- writes ----------------------------------------------------------------------------------------------
     def write(self, rows: list[RequestRow]) -> None:
         """Write rows now, on this store's connection (replacing failed rows of the same keys)."""
-        self._insert(self.con, rows, {r.key for r in rows if r.key in self._failed_attempts})
+        self._insert(self.con, rows, self._replacing(rows))
         self._remember(rows)
+
+    def _replacing(self, rows: list[RequestRow]) -> set[str]:
+        """Keys of ``rows`` whose stored row is a failed attempt (deleted by the insert)."""
+        return {r.key for r in rows if r.key in self._failed_attempts}
 
     def _insert(self, con: Any, rows: list[RequestRow], failed: set[str]) -> None:
         """One transaction per chunk: delete the failed rows being replaced (keys in ``failed``), insert the new ones."""
@@ -202,7 +206,7 @@ class RequestStore:
             self._scheduled = False
             return
         rows = [r for r, _ in batch]
-        failed = {r.key for r in rows if r.key in self._failed_attempts}
+        failed = self._replacing(rows)  # read here, on the loop's thread, not by the writer
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="curator-cache")
             self._wcon = self.con.cursor()
