@@ -116,6 +116,12 @@ def run_round(
 
     from .snapshots import create_snapshot
 
+    # Settings that would only fail after training: checked before anything runs.
+    for name, value, least in (("max_new_tokens", max_new_tokens, 1), ("eval_batch_size", eval_batch_size, 1),
+                               ("max_eval", max_eval, 1), ("n_generate", n_generate, 0),
+                               ("gen_max_tokens", gen_max_tokens, 1)):
+        if value is not None and value < least:
+            raise CuratorError(f"{name} must be at least {least} (got {value})")
     t0 = time.time()
     round_no, resuming = _next_round(ws)
     log(f"[round {round_no}] {'resuming' if resuming else 'starting'}")

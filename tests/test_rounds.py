@@ -127,3 +127,14 @@ def test_an_interrupted_round_resumes_without_training_again(
     assert done.round == 1 and done.run_id == first_run  # the finished training was reused, not redone
     assert _rows(ws, "SELECT count(*) FROM runs")[0][0] == 1
     assert _rows(ws, "SELECT round, status FROM rounds") == [(1, "done")]
+
+
+@pytest.mark.parametrize("bad", [{"max_new_tokens": 0}, {"max_eval": 0}, {"n_generate": -1}, {"eval_batch_size": 0}])
+def test_bad_settings_fail_before_anything_runs(ws: Workspace, bad: dict[str, Any]) -> None:
+    from curator.errors import CuratorError
+
+    ingest_file(ws, SEEDS / "seeds.jsonl", task="support", origin="seed")
+    with pytest.raises(CuratorError, match=f"{next(iter(bad))} must be at least"):
+        run_round(ws, log=lambda m: None, **bad)
+    assert _rows(ws, "SELECT count(*) FROM rounds")[0][0] == 0
+    assert _rows(ws, "SELECT count(*) FROM snapshots")[0][0] == 0
