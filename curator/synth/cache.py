@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from ..workspace import cursor
+
 __all__ = ["CachedResponse", "RequestRow", "RequestStore", "request_key"]
 
 KEY_VERSION = 1
@@ -209,7 +211,7 @@ class RequestStore:
         failed = self._replacing(rows)  # read here, on the loop's thread, not by the writer
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="curator-cache")
-            self._wcon = self.con.cursor()
+            self._wcon = cursor(self.con)
         job = loop.run_in_executor(self._executor, self._insert, self._wcon, rows, failed)
         job.add_done_callback(lambda f: self._written(loop, batch, rows, f))
 
