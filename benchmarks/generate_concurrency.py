@@ -79,13 +79,17 @@ class ServerProcess:
 
 
 def _raw_sdk(base_url: str, questions: list[str], concurrency: int) -> float:
-    """The same requests with the bare openai SDK and a semaphore: the ceiling on this machine and server."""
+    """The same requests with the bare openai SDK (and the HTTP transport curator gives it) and a semaphore:
+    the ceiling on this machine and server."""
     import asyncio
 
     import openai
 
+    from curator.synth.providers.openai import http_client
+
     async def go() -> float:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
+        client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0,
+                                    http_client=http_client(openai))
         sem = asyncio.Semaphore(concurrency)
 
         async def one(q: str) -> None:

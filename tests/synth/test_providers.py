@@ -306,7 +306,7 @@ def test_wrong_shape_json(fake_llm: FakeLLMServer, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 def test_connection_drop(fake_llm: FakeLLMServer, kind: str) -> None:
     fake_llm.script(drop())
-    with pytest.raises(RetryableError) as exc:
+    with pytest.raises(RetryableError, match="connection failed") as exc:
         complete(PROVIDERS[kind](fake_llm))
     assert exc.value.status is None
 
@@ -321,8 +321,42 @@ def test_timeout(fake_llm: FakeLLMServer, kind: str) -> None:
 def test_connection_refused() -> None:
     with FakeLLMServer() as srv:
         url = srv.openai_base_url
-    with pytest.raises(RetryableError):
+    with pytest.raises(RetryableError, match="(?i)connection failed: .*(refused|connect)"):
         complete(OpenAIProvider("m", base_url=url))
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_transport_errors_read_the_same_with_the_sdks_default_http_client(
+    fake_llm: FakeLLMServer, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without aiohttp the SDKs fall back to their httpx transport; the errors must say the same."""
+    import anthropic
+
+    import curator.synth.providers.anthropic as anthropic_provider
+    import curator.synth.providers.openai as openai_provider
+
+    made: list[Any] = []
+
+    def httpx_client(sdk: Any) -> Any:
+        made.append(sdk.DefaultAsyncHttpxClient())
+        return made[-1]
+
+    monkeypatch.setattr(openai_provider, "http_client", httpx_client)
+    monkeypatch.setattr(anthropic_provider, "http_client", httpx_client)
+    fake_llm.script(drop(), slow(1.0))
+    with pytest.raises(RetryableError, match="connection failed"):
+        complete(PROVIDERS[kind](fake_llm))
+    with pytest.raises(RetryableError, match="timed out"):
+        complete(PROVIDERS[kind](fake_llm, timeout=0.2))
+    sdk_client = openai.DefaultAsyncHttpxClient if kind == "openai" else anthropic.DefaultAsyncHttpxClient
+    assert len(made) == 2 and all(type(c) is sdk_client for c in made)
+
+
+def test_the_sdks_use_the_aiohttp_transport(fake_llm: FakeLLMServer) -> None:
+    from openai._vendor.httpx_aiohttp import AiohttpTransport
+
+    provider = PROVIDERS["openai"](fake_llm)
+    assert isinstance(provider._client._client._transport, AiohttpTransport)
 
 
 def test_recovers_after_faults(fake_llm: FakeLLMServer) -> None:

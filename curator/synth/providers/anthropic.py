@@ -10,7 +10,8 @@ from anthropic.types import Message
 
 from curator.errors import MissingKeyError, ProviderError
 
-from .base import Completion, GenParams, Provider, RetryableError, error_for_status
+from .base import Completion, GenParams, Provider, error_for_status, transport_error
+from .openai import http_client
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
 
@@ -103,6 +104,7 @@ class AnthropicProvider(Provider):
             max_retries=0,
             timeout=timeout,
             default_headers=default_headers,
+            http_client=http_client(anthropic),
         )
 
     def _request(self, messages: list[dict[str, Any]], params: GenParams) -> dict[str, Any]:
@@ -122,10 +124,8 @@ class AnthropicProvider(Provider):
             resp = await self._client.messages.create(**req)
         except anthropic.APIStatusError as e:
             raise error_for_status(self.spec, e.status_code, e.message, e.response.headers) from e
-        except anthropic.APITimeoutError as e:
-            raise RetryableError(f"{self.spec}: request timed out") from e
-        except anthropic.APIConnectionError as e:
-            raise RetryableError(f"{self.spec}: connection failed: {e.message}") from e
+        except anthropic.APIConnectionError as e:  # timeouts included
+            raise transport_error(self.spec, e, isinstance(e, anthropic.APITimeoutError)) from e
         except anthropic.AnthropicError as e:
             raise ProviderError(f"{self.spec}: {type(e).__name__}: {e}") from e
         except ValueError as e:  # a JSON body that does not parse

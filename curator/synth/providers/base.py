@@ -134,6 +134,23 @@ def error_for_status(
     return ProviderError(text)
 
 
+def transport_error(spec: str, exc: BaseException, sdk_says_timeout: bool) -> RetryableError:
+    """The error for a request that got no HTTP status: it timed out, or the connection failed.
+
+    Judged by the innermost cause, not only by the SDK's class: the aiohttp transport reports a
+    dropped connection as a connect *timeout* (its ``ClientConnectionError`` maps to httpx's
+    ``ConnectTimeout``), and "request timed out" would send a user looking in the wrong place.
+    Timeouts end in a ``TimeoutError`` (aiohttp, asyncio) or in one of httpcore's ``...Timeout``.
+    """
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if isinstance(root, TimeoutError) or type(root).__name__.endswith("Timeout") or (sdk_says_timeout and root is exc):
+        return RetryableError(f"{spec}: request timed out")
+    detail = " ".join(str(root).split()) or type(root).__name__
+    return RetryableError(f"{spec}: connection failed: {detail}")
+
+
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
     if headers is None:
