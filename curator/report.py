@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .audit import AuditReport, parse_rule
+from .svg import nice_ticks
 
 __all__ = ["render_html"]
 
@@ -69,29 +70,19 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, text_cols: 
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _nice_max(v: float) -> float:
-    if v <= 0:
-        return 1.0
-    import math
-
-    p = 10 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
-        if v <= m * p:
-            return m * p
-    return 10 * p
-
-
-def _axes(w: int, h: int, pad: tuple[int, int, int, int], ymax: float, title: str) -> list[str]:
+def _axes(w: int, h: int, pad: tuple[int, int, int, int], top_value: float, title: str) -> tuple[list[str], float]:
+    """Title, round gridlines and labels from 0 to just above ``top_value``; returns (elements, axis maximum)."""
     left, right, top, bottom = pad
+    ticks = nice_ticks(0.0, max(float(top_value), 1.0), 4)
+    ymax = ticks[-1]
     out = [f'<text x="{w / 2}" y="14" text-anchor="middle" font-weight="bold">{_e(title)}</text>']
-    for k in range(5):
-        v = ymax * k / 4
-        y = h - bottom - (h - top - bottom) * k / 4
+    for v in ticks:
+        y = h - bottom - (h - top - bottom) * v / ymax
         out.append(f'<line x1="{left}" x2="{w - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_fmt(int(v) if v == int(v) else v)}</text>')
     out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{h - bottom}" stroke="#999"/>')
     out.append(f'<line x1="{left}" x2="{w - right}" y1="{h - bottom}" y2="{h - bottom}" stroke="#999"/>')
-    return out
+    return out, ymax
 
 
 def histogram_svg(hist: dict[str, Any], title: str, color: str, unit: str, w: int = 360, h: int = 220) -> str:
@@ -104,9 +95,9 @@ def histogram_svg(hist: dict[str, Any], title: str, color: str, unit: str, w: in
     if not counts:
         return f'<svg width="{w}" height="{h}" role="img"><text x="10" y="20">{_e(title)}: no data</text></svg>'
     bars = counts + ([overflow] if overflow else [])
-    ymax = _nice_max(max(bars))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{_e(title)}">']
-    out += _axes(w, h, pad, ymax, title)
+    axes, ymax = _axes(w, h, pad, max(bars), title)
+    out += axes
     pw = (w - left - right) / len(bars)
     ph = h - top - bottom
     for i, c in enumerate(bars):
@@ -165,9 +156,9 @@ def bars_svg(values: dict[str, int], title: str, color: str = "#4e79a7", w: int 
         return f'<svg width="{w}" height="60" role="img"><text x="10" y="20">{_e(title)}: none</text></svg>'
     pad = (44, 10, 24, 34)
     left, right, top, bottom = pad
-    ymax = _nice_max(max(values.values()))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{_e(title)}">']
-    out += _axes(w, h, pad, ymax, title)
+    axes, ymax = _axes(w, h, pad, max(values.values()), title)
+    out += axes
     pw = (w - left - right) / len(values)
     ph = h - top - bottom
     for i, (k, v) in enumerate(values.items()):

@@ -6,12 +6,12 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-__all__ = ["PALETTE", "line_chart", "stacked_bars"]
+__all__ = ["PALETTE", "line_chart", "nice_ticks", "stacked_bars"]
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4b5563")
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi]."""
     if hi <= lo:
         hi = lo + 1.0
@@ -44,7 +44,7 @@ def line_chart(
         x0, x1 = x0 - 0.5, x1 + 0.5
     pad = (y1 - y0) * 0.1 or abs(y1) * 0.1 or 0.1
     y0, y1 = (max(y0 - pad, 0.0) if y0 >= 0 else y0 - pad), y1 + pad
-    y_ticks = _ticks(y0, y1)
+    y_ticks = nice_ticks(y0, y1)
     y0, y1 = y_ticks[0], y_ticks[-1]
 
     def sx(x: float) -> float:
@@ -59,7 +59,7 @@ def line_chart(
     for y in y_ticks:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#e5e7eb"/>')
         out.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-    for x, label in x_ticks or [(x, f"{x:g}") for x in _ticks(x0, x1) if x0 <= x <= x1]:
+    for x, label in x_ticks or [(x, f"{x:g}") for x in nice_ticks(x0, x1) if x0 <= x <= x1]:
         out.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 14}" text-anchor="middle">{escape(label)}</text>')
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text x="12" y="{(top + height - bottom) / 2}" transform="rotate(-90 12 {(top + height - bottom) / 2})" '
