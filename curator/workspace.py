@@ -161,6 +161,9 @@ def _attach(db_path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         path = str(db_path).replace("'", "''")
         con.execute(f"ATTACH '{path}' AS {_ALIAS} ({options})")
         con.execute(f"USE {_ALIAS}")
+        # Spill files next to the workspace file, as a connection opened on the file would put them
+        # (an in-memory default database would use ./.tmp in the current directory).
+        con.execute(f"SET temp_directory = '{path}.tmp'")
     except BaseException:
         con.close()
         raise

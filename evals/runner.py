@@ -457,7 +457,8 @@ def evaluate(
     if todo:
         reused = _reuse_predictions(ws, eid, info.id, params, [it.id for it in todo])
         if reused and log:
-            log(f"{reused} predictions reused from an earlier evaluation of {info.id} (same examples, same settings)")
+            log(f"{info.id} on {split} of snapshot {snap.id}: {reused} of {len(items)} predictions reused from its "
+                "evaluation of an earlier snapshot (same examples, same settings)")
         if reused:
             done = {r.example_id for r in eval_rows(ws, eid)}
             todo = [it for it in items if it.id not in done]

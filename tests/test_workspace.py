@@ -23,6 +23,21 @@ def test_migrations_applied_once(ws) -> None:
         assert con.execute("SELECT count(*) FROM _migrations").fetchall()[0][0] == len(MIGRATIONS)
 
 
+def test_connection_settings_of_the_attached_workspace_file(tmp_path: Path) -> None:
+    """The file is attached (for its row group size): tables, spill files and cursors must still be the workspace's."""
+    from curator.workspace import ROW_GROUP_SIZE, cursor
+
+    ws = Workspace(tmp_path / "it's here")  # a quote in the path
+    with ws.connect() as con:
+        assert con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] == f"{ws.db_path}.tmp"
+        con.execute("CREATE TABLE t AS SELECT range AS i FROM range(70000)")
+        assert cursor(con).execute("SELECT count(*) FROM t").fetchall()[0][0] == 70000
+        row_groups = con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')").fetchall()[0][0]
+    assert row_groups == -(-70000 // ROW_GROUP_SIZE)
+    with Workspace(ws.path).connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM t").fetchall()[0][0] == 70000
+
+
 def test_second_process_gets_locked_error(ws, tmp_path: Path) -> None:
     ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
     holder = subprocess.Popen(

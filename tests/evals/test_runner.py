@@ -114,7 +114,9 @@ def test_a_later_snapshot_reuses_predictions_of_the_same_examples(
         return real(model, tok, prompts, **k)
 
     monkeypatch.setattr(runner, "generate", counting)
-    again = _eval(snap_ws, tiny_model_dir, snapshot=s2.id, batch_size=2)
+    logged: list[str] = []
+    again = _eval(snap_ws, tiny_model_dir, snapshot=s2.id, batch_size=2, log=logged.append)
+    assert f"base on test of snapshot {s2.id}: 6 of 7 predictions reused" in logged[0]
     assert again.id != first.id and again.generated == 1 and asked == [1]  # only the new test example
     rows = {r.example_id: r for r in eval_rows(snap_ws, again.id)}
     assert len(rows) == 7
