@@ -11,7 +11,7 @@ from anthropic.types import Message
 from curator.errors import MissingKeyError, ProviderError
 
 from .base import Completion, GenParams, Provider, error_for_status, transport_error
-from .openai import http_client
+from .http import http_client
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
 
