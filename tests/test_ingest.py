@@ -175,10 +175,55 @@ def test_failure_inside_the_transaction_leaves_nothing(ws, tmp_path: Path, monke
 
     ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q0", "a0")]))
     before = count_rows(ws)
-    monkeypatch.setattr(ing, "_file_sha256", boom)  # fails after the rows were inserted, before commit
-    with pytest.raises(RuntimeError):
+    real, stored = ing.store_examples, []
+
+    def store_then_fail(con, *a, **k):  # fails after the rows were inserted, before commit
+        stored.append(real(con, *a, **k))
+        boom()
+
+    monkeypatch.setattr(ing, "store_examples", store_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
         ingest_file(ws, write_jsonl(tmp_path / "b.jsonl", [chat(f"q{i}", "a") for i in range(1, 30)]))
+    assert stored[0][0] == 29 and count_rows(ws) == before
+
+
+_KILLED_INGEST = """
+import os, signal, sys
+import curator.ingest as ing
+from curator.workspace import Workspace
+
+real = ing.store_examples
+
+def store_then_die(con, *a, **k):
+    real(con, *a, **k)  # rows inserted (full row groups already written to the file), not committed
+    print("inserted", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+ing.store_examples = store_then_die
+ing.ingest_file(Workspace(sys.argv[1]), sys.argv[2])
+"""
+
+
+def test_a_process_killed_before_commit_leaves_nothing_and_the_rerun_stores_all(tmp_path: Path) -> None:
+    """kill -9 inside the transaction, after DuckDB wrote whole row groups of it to the file."""
+    import subprocess
+    import sys
+
+    from curator.workspace import ROW_GROUP_SIZE, Workspace
+
+    n = 2 * ROW_GROUP_SIZE + 100
+    data = write_jsonl(tmp_path / "big.jsonl", [chat(f"question {i}?", f"answer {i}.") for i in range(n)])
+    ws = Workspace(tmp_path / "ws")
+    ingest_file(ws, write_jsonl(tmp_path / "first.jsonl", [chat("q0", "a0")]))
+    before = count_rows(ws)
+    proc = subprocess.run([sys.executable, "-c", _KILLED_INGEST, str(ws.path), str(data)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9 and "inserted" in proc.stdout, proc.stderr
     assert count_rows(ws) == before
+    report = ingest_file(ws, data)
+    assert report.added == n and count_rows(ws)["examples"] == n + 1
+    with ws.connect() as con:
+        assert con.execute("SELECT count(DISTINCT example_id), count(*) FROM splits").fetchall()[0] == (n + 1, n + 1)
 
 
 def test_chat_extra_fields_are_kept_in_meta(ws, tmp_path: Path) -> None:
