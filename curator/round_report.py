@@ -158,10 +158,10 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
 
 def _base_runs(ws: Workspace, run_ids: list[str]) -> dict[str, str]:
     """run id -> the run whose adapter it continued (``runs.meta.base_run``), for the runs that have one."""
-    with ws.connect() as con:
-        rows = con.execute("SELECT id, json_extract_string(meta, '$.base_run') FROM runs").fetchall()
+    from trainer.runs import list_runs
+
     wanted = set(run_ids)
-    return {rid: base for rid, base in rows if rid in wanted and base}
+    return {r.id: r.meta["base_run"] for r in list_runs(ws) if r.id in wanted and r.meta.get("base_run")}
 
 
 def _verdict(r: dict[str, Any]) -> str:

@@ -288,12 +288,13 @@ _NOT_IN_KEY = ("batch_size",)
 _NOT_IN_PREDICTION = (*_NOT_IN_KEY, "limit")
 
 
-def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[str, Any], example_ids: list[str]) -> int:
+def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[str, Any],
+                       example_ids: list[str]) -> set[str]:
     """Copy into ``eval_id`` the stored predictions of the same run, with the same settings, of these examples.
 
     An example id is the hash of its messages, so the same id is the same prompt and reference: a
     later snapshot that keeps the test split (every round does) needs no new generation for it.
-    Returns how many rows were copied.
+    Returns the ids of the examples whose rows were copied.
     """
     want = {k: v for k, v in params.items() if k not in _NOT_IN_PREDICTION}
     with ws.connect() as con:
@@ -301,13 +302,13 @@ def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[st
             "SELECT id, params::VARCHAR FROM evals WHERE run_id = ? AND id <> ? ORDER BY created_at", [run_id, eval_id]
         ).fetchall() if prm and {k: v for k, v in json.loads(prm).items() if k not in _NOT_IN_PREDICTION} == want]
     if not others:
-        return 0
+        return set()
     import pyarrow as pa
 
     with ws.transaction() as con:
         con.register("_want", pa.table({"example_id": example_ids}))
         try:
-            n = con.execute(
+            copied = con.execute(
                 f"""INSERT INTO eval_results (eval_id, run_id, example_id, prediction, scores, meta)
                     SELECT ?, r.run_id, r.example_id, arg_min(r.prediction, r.created_at),
                            arg_min(r.scores, r.created_at),
@@ -315,12 +316,13 @@ def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[st
                                             json_object('reused_from', arg_min(r.eval_id, r.created_at)))
                     FROM eval_results r JOIN _want w ON w.example_id = r.example_id
                     WHERE r.eval_id IN ({",".join("?" * len(others))})
-                    GROUP BY r.run_id, r.example_id""",
+                    GROUP BY r.run_id, r.example_id
+                    RETURNING example_id""",
                 [eval_id, *others],
-            ).fetchall()[0][0]
+            ).fetchall()
         finally:
             con.unregister("_want")
-    return int(n)
+    return {eid for (eid,) in copied}
 
 
 def assistant_losses(
@@ -454,14 +456,13 @@ def evaluate(
             )
     done = {r.example_id for r in eval_rows(ws, eid)}
     todo = [it for it in items if it.id not in done]
-    if todo:
-        reused = _reuse_predictions(ws, eid, info.id, params, [it.id for it in todo])
-        if reused and log:
-            log(f"{info.id} on {split} of snapshot {snap.id}: {reused} of {len(items)} predictions reused from its "
-                "evaluation of an earlier snapshot (same examples, same settings)")
-        if reused:
-            done = {r.example_id for r in eval_rows(ws, eid)}
-            todo = [it for it in items if it.id not in done]
+    reused = _reuse_predictions(ws, eid, info.id, params, [it.id for it in todo]) if todo else set()
+    if reused:
+        done |= reused
+        todo = [it for it in todo if it.id not in reused]
+        if log:
+            log(f"{info.id} on {split} of snapshot {snap.id}: {len(reused)} of {len(items)} predictions reused from "
+                "its evaluation of an earlier snapshot (same examples, same settings)")
     if todo:
         if log:
             resumed = f", resuming after {len(done)}" if done else ""
