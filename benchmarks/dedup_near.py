@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curator.dedup.minhash import (  # noqa: E402
+from curator.quality.dedup.minhash import (  # noqa: E402
     DEFAULT_K,
     band_params,
     candidate_pairs,

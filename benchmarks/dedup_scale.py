@@ -129,8 +129,8 @@ def run_stage(stage: str, work: Path, n: int) -> dict:
     if stage == "gen":
         out = _generate(data, n)
     elif stage == "near_core":
-        from curator.dedup.exact import exact_pairs, fold_key
-        from curator.dedup.near import near_pairs
+        from curator.quality.dedup.exact import exact_pairs, fold_key
+        from curator.quality.dedup.near import near_pairs
 
         texts = _texts(data)
         t0 = time.perf_counter()
@@ -143,7 +143,7 @@ def run_stage(stage: str, work: Path, n: int) -> dict:
     elif stage == "ingest":
         import shutil
 
-        from curator.ingest import ingest_file
+        from curator.data.ingest import ingest_file
         from curator.workspace import Workspace
 
         shutil.rmtree(work / f"ws_{n}", ignore_errors=True)
@@ -151,7 +151,7 @@ def run_stage(stage: str, work: Path, n: int) -> dict:
         r = ingest_file(Workspace(work / f"ws_{n}"), data)
         out = {"added": r.added}
     elif stage == "dedup_ws":
-        from curator.dedup import dedup
+        from curator.quality.dedup import dedup
         from curator.workspace import Workspace
 
         r = dedup(Workspace(work / f"ws_{n}"), ["exact", "near"], dry_run=True)
@@ -175,7 +175,7 @@ def run_stage(stage: str, work: Path, n: int) -> dict:
         x = load_embeddings(ws, ids)
         out = {"write_s": round(t_write, 1), "read_s": round(time.perf_counter() - t0 - t_write, 1), "shape": list(x.shape)}
     elif stage == "sem_search":
-        from curator.dedup.semantic import EXACT_MAX, semantic_pairs
+        from curator.quality.dedup.semantic import EXACT_MAX, semantic_pairs
 
         texts = _texts(data)
         x, planted = _vectors(texts, n)

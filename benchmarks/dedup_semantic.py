@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import orjson
 
+    from curator.data.ingest import ingest_file
     from curator.embed import ensure_embeddings, example_text, load_embedder
-    from curator.ingest import ingest_file
     from curator.models import DEFAULT_EMBEDDER
     from curator.workspace import Workspace
 

@@ -85,7 +85,7 @@ def _raw_sdk(base_url: str, questions: list[str], concurrency: int) -> float:
 
     import openai
 
-    from curator.synth.providers.http import http_client
+    from curator.llm.providers.http import http_client
 
     async def go() -> float:
         client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0,

@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.synth import GenParams, generate
     from curator.workspace import Workspace
 

@@ -48,7 +48,7 @@ def main() -> None:
 
     import duckdb
 
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.workspace import Workspace
 
     with tempfile.TemporaryDirectory() as tmp:

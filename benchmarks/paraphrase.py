@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from curator.dedup.exact import fold_key
-    from curator.dedup.minhash import DEFAULT_K, shingle_batch
-    from curator.dedup.near import DEFAULT_THRESHOLD as NEAR
-    from curator.dedup.near import near_pairs
-    from curator.dedup.semantic import DEFAULT_THRESHOLD as SEM
-    from curator.dedup.semantic import semantic_pairs
     from curator.embed import encode
+    from curator.quality.dedup.exact import fold_key
+    from curator.quality.dedup.minhash import DEFAULT_K, shingle_batch
+    from curator.quality.dedup.near import DEFAULT_THRESHOLD as NEAR
+    from curator.quality.dedup.near import near_pairs
+    from curator.quality.dedup.semantic import DEFAULT_THRESHOLD as SEM
+    from curator.quality.dedup.semantic import semantic_pairs
 
     a, b, y = load(args.split)
     n = len(y)

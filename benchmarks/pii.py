@@ -1,4 +1,4 @@
-"""Recall / precision / throughput benchmark for :mod:`curator.feedback.pii`.
+"""Recall / precision / throughput benchmark for :mod:`curator.quality.pii`.
 
 Run ``.venv/bin/python benchmarks/pii.py`` (add ``--json`` for machine-readable output).
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curator.feedback.pii import KINDS, PiiMatch, find_pii  # noqa: E402
+from curator.quality.pii import KINDS, PiiMatch, find_pii  # noqa: E402
 
 SEED = 1305
 PER_KIND = 50

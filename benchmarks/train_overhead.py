@@ -94,7 +94,7 @@ def main() -> None:
         return
 
     import curator  # noqa: F401  (offline hub settings)
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.models import make_tiny_model, resolve_model
     from curator.snapshots import create_snapshot, export_snapshot
     from curator.workspace import Workspace

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .models import DEFAULT_EMBEDDER, resolve_embedder
-from .workspace import Workspace
+from curator.models import DEFAULT_EMBEDDER, resolve_embedder
+from curator.workspace import Workspace
 
 __all__ = [
     "VIEWS", "encode", "ensure_embeddings", "example_text", "load_embedder", "load_embeddings", "store_embeddings",
@@ -50,7 +50,7 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDER) -> Any:
     """A SentenceTransformer on the local files (never the hub), on the GPU when there is one."""
     from sentence_transformers import SentenceTransformer
 
-    from .models import device
+    from curator.models import device
 
     return SentenceTransformer(str(resolve_embedder(name_or_path)), device=device())
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from curator.errors import ModelError
 
 __all__ = [
     "DEFAULT_CHAT_MODEL",

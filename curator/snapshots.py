@@ -21,10 +21,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .errors import IntegrityError, SnapshotError
-from .splits import SPLITS
-from .workspace import Workspace
+from curator import __version__
+from curator.data.splits import SPLITS
+from curator.errors import IntegrityError, SnapshotError
+from curator.quality.leakage import leakage_gate
+from curator.workspace import Workspace
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -40,9 +41,6 @@ __all__ = [
 EXPORT_FORMATS = ("openai", "hf", "parquet", "dpo")
 _COLUMNS = "e.id, e.messages::VARCHAR AS messages, e.task, e.origin, e.source, e.parent_id, e.meta::VARCHAR AS meta"
 
-#: Called with (connection, workspace) before a snapshot is written; returns a refusal message or None.
-#: The dataset-quality module registers the leakage gate here.
-SNAPSHOT_GATES: list[Callable[[Any, Workspace], str | None]] = []
 
 
 @dataclass
@@ -88,8 +86,6 @@ def create_snapshot(
     ws: Workspace, *, name: str | None = None, allow_leakage: bool = False, log: Callable[[str], None] | None = None
 ) -> Snapshot:
     """Freeze the active examples and their splits.  The same content twice returns the existing snapshot."""
-    from . import leakage  # noqa: F401 - registers the leakage gate (imported here: leakage imports this module)
-
     if name is not None:
         _check_name(name)
     with ws.connect() as con:
@@ -99,7 +95,7 @@ def create_snapshot(
         ).fetchall()
         if not members:
             raise SnapshotError("no active examples to snapshot: run `curator ingest FILE` first")
-        from .feedback.preferences import snapshot_digest  # "" when there are no preference pairs
+        from curator.feedback.preferences import snapshot_digest  # "" when there are no preference pairs
 
         digest = hashlib.sha256(
             ("\n".join(f"{i}\t{s}" for i, s in members) + snapshot_digest(con)).encode()
@@ -116,10 +112,9 @@ def create_snapshot(
                 existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
             return _row_to_snapshot(ws, existing)
         if not allow_leakage:
-            for gate in SNAPSHOT_GATES:
-                refusal = gate(con, ws)
-                if refusal:
-                    raise SnapshotError(refusal)
+            refusal = leakage_gate(con, ws)
+            if refusal:
+                raise SnapshotError(refusal)
         parent = _first(con.execute("SELECT id FROM snapshots ORDER BY seq DESC LIMIT 1").fetchall())
         parent_id = parent[0] if parent else None
         out = ws.snapshots_dir / sid
@@ -178,7 +173,7 @@ _EXTRA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {}
 
 def _write_preferences(con: Any, folder: Path) -> Any:
     """The preference pairs of train (and eval) prompts, for DPO (see :mod:`curator.feedback.preferences`)."""
-    from .feedback.preferences import write_snapshot_preferences
+    from curator.feedback.preferences import write_snapshot_preferences
 
     return write_snapshot_preferences(con, folder)
 
@@ -316,7 +311,7 @@ def export_snapshot(
         raise SnapshotError(f"{out} exists and is not a folder")
     splits = [split] if split else list(SPLITS)
     if fmt == "dpo":
-        from .feedback.preferences import dpo_export_splits, write_dpo_jsonl
+        from curator.feedback.preferences import dpo_export_splits, write_dpo_jsonl
 
         splits = dpo_export_splits(snap.id, manifest, split)
     names = {"openai": [f"{s}.jsonl" for s in splits], "parquet": [f"{s}.parquet" for s in splits], "hf": ["."],

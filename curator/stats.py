@@ -7,17 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from .models import DEFAULT_CHAT_MODEL
-from .snapshots import read_split, resolve_snapshot, snapshot_stats
-from .splits import SPLITS
-from .workspace import Workspace
+from curator.data.splits import SPLITS
+from curator.models import DEFAULT_CHAT_MODEL
+from curator.snapshots import read_split, resolve_snapshot, snapshot_stats
+from curator.workspace import Workspace
 
 __all__ = ["token_lengths", "workspace_stats"]
 
 
 def token_lengths(conversations: list[list[dict[str, Any]]], model: str = DEFAULT_CHAT_MODEL) -> list[int]:
     """Token count of each whole conversation rendered with the model's chat template."""
-    from .models import load_tokenizer, render_chat
+    from curator.models import load_tokenizer, render_chat
 
     if not conversations:
         return []

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import WorkspaceError, WorkspaceLockedError
+from curator.errors import WorkspaceError, WorkspaceLockedError
 
 __all__ = ["DB_NAME", "MIGRATIONS", "Workspace", "cursor", "default_workspace_path"]
 
@@ -40,7 +40,7 @@ def _load_migrations() -> list[tuple[str, str | Callable[[duckdb.DuckDBPyConnect
     import importlib
     import pkgutil
 
-    from . import migrations
+    from curator import migrations
 
     out: list[tuple[str, str | Callable[[duckdb.DuckDBPyConnection], None]]] = []
     names = sorted(m.name for m in pkgutil.iter_modules(migrations.__path__) if re.fullmatch(r"m\d{3}_\w+", m.name))

@@ -33,8 +33,7 @@ import numpy as np
 from curator.errors import CuratorError
 from curator.output import table
 from curator.workspace import Workspace
-
-from .runner import EvalResult, EvalRow, eval_rows, resolve_eval
+from evals.runner import EvalResult, EvalRow, eval_rows, resolve_eval
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -367,7 +366,7 @@ def compare(
         warnings=warnings,
     )
     if judge:
-        from .judge import judge_pairwise
+        from evals.judge import judge_pairwise
 
         cmp.judge = judge_pairwise(ws, ev_run.id, ev_base.id, judge, ids=ids, n_boot=n_boot, seed=seed,
                                    confidence=confidence, log=log, **(judge_options or {}))

@@ -2,8 +2,8 @@
 
 Any provider spec works (``openai:MODEL``, ``anthropic:MODEL``, ``compatible:URL:MODEL``,
 ``local:NAME|PATH``).  Requests go through the synthetic-generation request cache
-(:mod:`curator.synth.cache`, the ``requests`` table, same keys) and its spend cap
-(:mod:`curator.synth.budget`, prices from ``prices.yaml``): judging the same answer twice costs
+(:mod:`curator.llm.cache`, the ``requests`` table, same keys) and its spend cap
+(:mod:`curator.llm.budget`, prices from ``prices.yaml``): judging the same answer twice costs
 nothing the second time.  Judging is never on by default; it runs only when a judge is named.
 When the synthetic-generation ``local`` provider is not available, ``local:`` specs use
 :class:`LocalJudge` (the local model through :func:`curator.models.generate`; a weak judge, good for
@@ -31,13 +31,12 @@ from typing import Any
 import numpy as np
 
 from curator.errors import BudgetExceededError, ProviderError
+from curator.llm.budget import Budget, PriceUnknownError, load_prices, max_input_tokens
+from curator.llm.cache import RequestRow, RequestStore, request_key
+from curator.llm.providers import Completion, GenParams, Provider, RetryableError, make_provider, parse_spec
 from curator.models import generate, load_model
-from curator.synth.budget import Budget, PriceUnknownError, load_prices, max_input_tokens
-from curator.synth.cache import RequestRow, RequestStore, request_key
-from curator.synth.providers import Completion, GenParams, Provider, RetryableError, make_provider, parse_spec
 from curator.workspace import Workspace
-
-from .runner import eval_rows, resolve_eval
+from evals.runner import eval_rows, resolve_eval
 
 __all__ = [
     "DEFAULT_RUBRIC",

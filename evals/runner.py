@@ -35,8 +35,7 @@ from curator.models import DEFAULT_CHAT_MODEL, generate, load_model, prompt_mess
 from curator.output import progress as progress_bar
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
-
-from .metrics import perplexity, score_example, summarize
+from evals.metrics import perplexity, score_example, summarize
 
 __all__ = [
     "BASE_RUN",

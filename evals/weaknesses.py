@@ -29,9 +29,8 @@ import numpy as np
 
 from curator.errors import CuratorError
 from curator.workspace import Workspace
-
-from .metrics import STOPWORDS
-from .runner import EvalRow, eval_rows, resolve_eval
+from evals.metrics import STOPWORDS
+from evals.runner import EvalRow, eval_rows, resolve_eval
 
 __all__ = ["cluster", "describe", "weaknesses"]
 

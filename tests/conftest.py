@@ -12,6 +12,12 @@ ROOT = TESTS.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(TESTS))  # fakeserver and helpers
 
+# The test process is configured as the `curator` command configures its own (offline hub, quiet
+# third-party noise): the library does not do it on import.
+from curator.cli.kit import configure_process  # noqa: E402
+
+configure_process()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -40,3 +46,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from curator.models import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def fake_llm():
+    """A started fake OpenAI + Anthropic server on 127.0.0.1."""
+    from fakeserver import FakeLLMServer
+
+    with FakeLLMServer() as server:
+        yield server

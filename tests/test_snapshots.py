@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import chat, write_jsonl
 
+from curator.data.ingest import ingest_file
 from curator.errors import IntegrityError, SnapshotError
-from curator.ingest import ingest_file
 from curator.snapshots import (
     create_snapshot,
     diff_snapshots,

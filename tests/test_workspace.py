@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import chat, count_rows, write_jsonl
 
+from curator.data.ingest import ingest_file
 from curator.errors import WorkspaceError, WorkspaceLockedError
-from curator.ingest import ingest_file
 from curator.workspace import MIGRATIONS, Workspace
 
 

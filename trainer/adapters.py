@@ -21,8 +21,7 @@ from typing import Any
 from curator.errors import CuratorError, ModelError
 from curator.models import GenOutput, generate, load_model, load_tokenizer, resolve_model
 from curator.workspace import Workspace
-
-from .runs import Run, get_run
+from trainer.runs import Run, get_run
 
 __all__ = ["BASE", "AdapterStack", "export_merged"]
 

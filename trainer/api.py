@@ -23,8 +23,7 @@ from typing import Any
 from curator.errors import CuratorError
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
-
-from .config import (
+from trainer.config import (
     DPOConfig,
     OpenAIConfig,
     SFTConfig,
@@ -33,7 +32,7 @@ from .config import (
     load_config,
     save_config,
 )
-from .runs import (
+from trainer.runs import (
     Run,
     environment,
     find_runs,
@@ -87,7 +86,7 @@ def train(
         raise CuratorError(f"unknown method {method!r} for the local backend (choose sft or dpo)")
     cfg = load_config(config, method=method, overrides=list(overrides))
     if isinstance(cfg, OpenAIConfig):
-        from .openai_ft import train_openai
+        from trainer.openai_ft import train_openai
 
         return train_openai(ws, snapshot, cfg, log=log, progress=progress, confirm=confirm)
     return _train_local(ws, snapshot, cfg, base_run=base_run, log=log, progress=progress, pairs=pairs)
@@ -98,7 +97,7 @@ def resume(ws: Workspace, run_id: str, *, log: Callable[[str], None] | None = No
     log = log or _stderr
     run = get_run(ws, run_id)
     if run.kind == "openai":
-        from .openai_ft import resume_openai
+        from trainer.openai_ft import resume_openai
 
         return resume_openai(ws, run, log=log, progress=progress)
     if run.status == "succeeded":
@@ -116,7 +115,7 @@ def resume(ws: Workspace, run_id: str, *, log: Callable[[str], None] | None = No
 
 
 def dict_config(d: dict[str, Any]) -> TrainConfig:
-    from .config import config_from_dict
+    from trainer.config import config_from_dict
 
     return config_from_dict(d, source="the run's stored config")
 
@@ -139,7 +138,7 @@ def _train_local(
     pairs: dict[str, list[dict[str, Any]]] | None,
     resume_run: Run | None = None,
 ) -> Run:
-    from .hardware import check_reporters, resolve_hardware
+    from trainer.hardware import check_reporters, resolve_hardware
 
     resolve_hardware(cfg.quantization, cfg.precision)  # refuse impossible settings before any run exists
     check_reporters(cfg.report_to)
@@ -185,7 +184,7 @@ def _prepare(
     resume_run: Run | None,
 ) -> dict[str, Any]:
     """Main process only: resolve the snapshot, reuse / resume / create the run, read the data."""
-    from .data import load_preference_pairs, pairs_digest
+    from trainer.data import load_preference_pairs, pairs_digest
 
     snap = resolve_snapshot(ws, snapshot)
     base: Run | None = None
@@ -305,7 +304,7 @@ def _last_checkpoint(folder: Path) -> Path | None:
 
 def _execute(ws: Workspace, cfg: SFTConfig | DPOConfig, payload: dict[str, Any], *, log: Callable[[str], None],
              progress: bool, is_main: bool) -> Run:
-    from .sft import TrainJob
+    from trainer.sft import TrainJob
 
     run_dir = Path(payload["run_dir"])
     log_file = run_dir / "train.log"
@@ -330,15 +329,15 @@ def _execute(ws: Workspace, cfg: SFTConfig | DPOConfig, payload: dict[str, Any],
     status, error = "failed", None
     metrics: dict[str, Any] = {}
     try:
-        from .callbacks import quiet_bars
+        from trainer.callbacks import quiet_bars
 
         with quiet_bars(progress):
             if cfg.method == "dpo":
-                from .dpo import train_dpo
+                from trainer.dpo import train_dpo
 
                 metrics = train_dpo(job)
             else:
-                from .sft import train_sft
+                from trainer.sft import train_sft
 
                 metrics = train_sft(job)
         status = "succeeded"

@@ -20,11 +20,10 @@ import gc
 from typing import Any
 
 from curator.errors import CuratorError
-
-from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget
-from .config import DPOConfig
-from .hardware import check_reporters, trl_common_args
-from .sft import TrainJob, setup_model, train_and_save
+from trainer.callbacks import MetricsLogger, OverfittingGuard, TimeBudget
+from trainer.config import DPOConfig
+from trainer.hardware import check_reporters, trl_common_args
+from trainer.sft import TrainJob, setup_model, train_and_save
 
 __all__ = ["train_dpo"]
 
@@ -35,7 +34,7 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
     from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
-    from .data import dpo_record
+    from trainer.data import dpo_record
 
     cfg: DPOConfig = job.cfg
     log = job.log

@@ -1,7 +1,7 @@
 """Hosted fine-tuning on the OpenAI API: ``curator train --backend openai``.
 
 1. export the snapshot's train and eval splits as OpenAI chat JSONL into ``runs/<id>/openai/`` and
-   validate them (``curator.validate``: OpenAI's format checks);
+   validate them (``curator.data.validate``: OpenAI's format checks);
 2. estimate the cost: training tokens per epoch x epochs x a price per 1 M training tokens.
    tiktoken is not installed, so tokens are counted with the local tokenizer named in the config
    (SmolLM2's by default): an approximation, usually within 10-20 % of OpenAI's count for English;
@@ -30,9 +30,17 @@ from typing import Any
 from curator.errors import BudgetExceededError, CuratorError, InputError, MissingKeyError, ProviderError
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
-
-from .config import OpenAIConfig, config_fingerprint, save_config
-from .runs import Run, environment, find_runs, get_run, insert_run, new_run_id, update_run, write_run_json
+from trainer.config import OpenAIConfig, config_fingerprint, save_config
+from trainer.runs import (
+    Run,
+    environment,
+    find_runs,
+    get_run,
+    insert_run,
+    new_run_id,
+    update_run,
+    write_run_json,
+)
 
 __all__ = ["PRICES", "estimate_cost", "export_openai_files", "price_for", "resume_openai", "train_openai"]
 
@@ -90,7 +98,7 @@ def export_openai_files(ws: Workspace, snapshot_id: str, out: Path) -> dict[str,
 
 def estimate_cost(train_file: Path, cfg: OpenAIConfig) -> dict[str, Any]:
     """Validate the training file and estimate the job's cost from its token count."""
-    from curator.validate import token_counter, validate_file
+    from curator.data.validate import token_counter, validate_file
 
     report = validate_file(train_file, count_tokens=token_counter(cfg.tokenizer))
     if not report.ok:

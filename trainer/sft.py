@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from curator.models import load_tokenizer
-
-from .callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
-from .config import SFTConfig
-from .hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
+from trainer.callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
+from trainer.config import SFTConfig
+from trainer.hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
 
 __all__ = ["TrainJob", "train_sft"]
 
@@ -82,7 +81,7 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     hw, tokenizer, model, peft_config = setup_model(job, "continuing from the adapter {adapter}")
 
     # -- 2. data ---------------------------------------------------------------------------------------------
-    from .data import sft_dataset
+    from trainer.data import sft_dataset
 
     train_ds, train_stats = sft_dataset(tokenizer, job.train_rows, cfg.max_seq_length)
     eval_rows = job.eval_rows[: cfg.max_eval_examples] if cfg.max_eval_examples else job.eval_rows

@@ -2,17 +2,17 @@
 
 * :func:`ingest_feedback` (``curator feedback ingest FILE``): rated events -> ``feedback`` table,
   positives -> examples (``origin='feedback'``), liked-vs-disliked answers -> ``preferences``.
-* :mod:`curator.feedback.pii`: :func:`scrub` / :func:`find_pii`, applied to everything before it is stored.
+* :mod:`curator.quality.pii`: :func:`scrub` / :func:`find_pii`, applied to everything before it is stored.
 * :mod:`curator.feedback.preferences`: pairs in snapshots and the ``dpo`` export.
 """
 
 from __future__ import annotations
 
-from .events import DEFAULT_THRESHOLDS, RatingRules
-from .ingest import FeedbackReport, ingest_feedback
-from .pii import find_pii, scrub
-from .query import feedback_stats, list_events, list_pairs
-from .readers import FEEDBACK_FORMATS
+from curator.feedback.events import DEFAULT_THRESHOLDS, RatingRules
+from curator.feedback.ingest import FeedbackReport, ingest_feedback
+from curator.feedback.query import feedback_stats, list_events, list_pairs
+from curator.feedback.readers import FEEDBACK_FORMATS
+from curator.quality.pii import find_pii, scrub
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CuratorError
-from ..readers.shapes import RowError
+from curator.data.readers.shapes import RowError
+from curator.errors import CuratorError
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

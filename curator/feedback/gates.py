@@ -6,11 +6,11 @@ or an earlier candidate of the same batch.
 
 First, a candidate whose prompt group (first user turn, :func:`curator.records.group_key`) already
 has an eval or test example is rejected: by the group rule it would join that split.  Then the
-dataset-quality functions decide: :func:`curator.leakage.find_leaks_of` (``exact`` and
-``ngram`` overlap, plus ``semantic`` when asked) and :func:`curator.dedup.find_duplicates_of`
+dataset-quality functions decide: :func:`curator.quality.leakage.find_leaks_of` (``exact`` and
+``ngram`` overlap, plus ``semantic`` when asked) and :func:`curator.quality.dedup.find_duplicates_of`
 (``exact``, ``near``, ``semantic``).  When they cannot be imported, a local fallback runs: exact
-(folded text, :func:`curator.dedup.normalize.exact_key`) and near (word-bigram Jaccard >=
-:data:`NEAR_THRESHOLD`, :func:`curator.dedup.minhash.near_duplicate_pairs`) on the conversation
+(folded text, :func:`curator.quality.dedup.normalize.exact_key`) and near (word-bigram Jaccard >=
+:data:`NEAR_THRESHOLD`, :func:`curator.quality.dedup.minhash.near_duplicate_pairs`) on the conversation
 text, and for leakage the same two on the conversation and on the prompt against eval/test
 examples; no semantic check there.
 
@@ -26,12 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..dedup.minhash import near_duplicate_pairs
-from ..dedup.normalize import exact_key
-from ..embed import example_text
-from ..errors import CuratorError
-from ..records import Example
-from ..workspace import Workspace
+from curator.embed import example_text
+from curator.errors import CuratorError
+from curator.quality.dedup.minhash import near_duplicate_pairs
+from curator.quality.dedup.normalize import exact_key
+from curator.records import Example
+from curator.workspace import Workspace
 
 __all__ = ["GATE_METHODS", "NEAR_THRESHOLD", "GateResult", "gate", "gate_methods"]
 
@@ -71,8 +71,8 @@ def gate(ws: Workspace, con: Any, candidates: Sequence[Example], methods: Sequen
     result.rejected.update(_group_leaks(con, candidates))
     result.gates.append("prompt group vs eval/test")
     try:
-        from ..dedup import find_duplicates_of
-        from ..leakage import find_leaks_of
+        from curator.quality.dedup import find_duplicates_of
+        from curator.quality.leakage import find_leaks_of
     except ImportError:
         result.rejected.update(_fallback_leaks(con, [c for c in candidates if c.id not in result.rejected]))
         rest = [c for c in candidates if c.id not in result.rejected]

@@ -3,7 +3,7 @@
 :func:`ingest_feedback` reads one file (see :mod:`curator.feedback.readers`), then:
 
 1. scrubs every string of every event (all turns, assistant too, the trace id, model and metadata)
-   with :func:`curator.feedback.pii.scrub`, and normalises the messages;
+   with :func:`curator.quality.pii.scrub`, and normalises the messages;
 2. gives events without a trace id a deterministic one (a hash of the scrubbed content), and keeps
    the first of repeated trace ids;
 3. in one transaction: skips events whose trace id is already stored (so the same file twice adds
@@ -29,16 +29,16 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ..errors import CuratorError, InputError
-from ..ingest import store_examples
-from ..readers.shapes import RowError
-from ..records import Example, example_id, messages_json, normalize_messages
-from ..workspace import Workspace
-from .events import Event, Parsed, RatingRules
-from .gates import GateResult, gate, gate_methods
-from .pii import KINDS, scrub
-from .preferences import Pair, store_pairs
-from .readers import read_feedback
+from curator.data.ingest import store_examples
+from curator.data.readers.shapes import RowError
+from curator.errors import CuratorError, InputError
+from curator.feedback.events import Event, Parsed, RatingRules
+from curator.feedback.gates import GateResult, gate, gate_methods
+from curator.feedback.preferences import Pair, store_pairs
+from curator.feedback.readers import read_feedback
+from curator.quality.pii import KINDS, scrub
+from curator.records import Example, example_id, messages_json, normalize_messages
+from curator.workspace import Workspace
 
 __all__ = ["FeedbackReport", "ingest_feedback"]
 

@@ -5,8 +5,8 @@ A pair is (prompt messages, chosen answer, rejected answer), identified by the s
 ``group_key`` of its prompt (the first user turn, as for examples).
 
 Snapshots: a pair belongs to the split of its prompt group: the split of a stored example of that
-group (test beats eval beats train, as in :func:`curator.ingest.store_examples`), else the hash rule
-of :func:`curator.splits.hash_split` with the workspace ratios, where -- as for examples of feedback
+group (test beats eval beats train, as in :func:`curator.data.ingest.store_examples`), else the hash rule
+of :func:`curator.data.splits.hash_split` with the workspace ratios, where -- as for examples of feedback
 origin -- a group that would hash into test goes to train (no test item has that prompt).  Each snapshot holds
 ``preferences/train.parquet`` and ``preferences/eval.parquet``; pairs of test prompts are left out
 (only counted), so no test prompt is ever trained on.
@@ -28,9 +28,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import IntegrityError, SnapshotError
-from ..records import group_key, messages_json
-from ..splits import DEFAULT_RATIOS, hash_split
+from curator.data.splits import DEFAULT_RATIOS, hash_split
+from curator.errors import IntegrityError, SnapshotError
+from curator.records import group_key, messages_json
 
 __all__ = [
     "DPO_SPLITS",

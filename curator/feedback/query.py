@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..workspace import Workspace
+from curator.workspace import Workspace
 
 __all__ = ["feedback_stats", "list_events", "list_pairs"]
 

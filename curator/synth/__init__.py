@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-from .budget import Budget, Price, PriceTable, PriceUnknownError, load_prices
-from .filters import FILTER_NAMES, FilterConfig
-from .generate import (
+from curator.llm.budget import Budget, Price, PriceTable, PriceUnknownError, load_prices
+from curator.llm.providers import GenParams
+from curator.synth.filters import FILTER_NAMES, FilterConfig
+from curator.synth.generate import (
     DEFAULT_TEACHER,
     MODES,
     GenerateReport,
@@ -19,7 +20,6 @@ from .generate import (
     load_questions,
     load_weaknesses,
 )
-from .providers import GenParams
 
 __all__ = [
     "DEFAULT_TEACHER",

@@ -23,10 +23,10 @@ Rejection reasons (the ``reason`` column of ``synth_rejections``):
 =====================  ===============================================================
 
 Duplicates and leaks are judged on the *question* (the user turns), since a second answer to a
-question already in the data is not a new example.  :func:`curator.dedup.find_duplicates_of` and
-:func:`curator.leakage.find_leaks_of` do the work on the prompt view; when they are not there,
+question already in the data is not a new example.  :func:`curator.quality.dedup.find_duplicates_of` and
+:func:`curator.quality.leakage.find_leaks_of` do the work on the prompt view; when they are not there,
 :func:`find_duplicates_cores` / :func:`find_leaks_cores` do the same on the cores of
-``curator.dedup`` (exact keys, MinHash, cosine pairs).
+``curator.quality.dedup`` (exact keys, MinHash, cosine pairs).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from curator.dedup.minhash import near_duplicate_pairs
-from curator.dedup.neighbors import cosine_pairs
-from curator.dedup.normalize import exact_key
+from curator.quality.dedup.minhash import near_duplicate_pairs
+from curator.quality.dedup.neighbors import cosine_pairs
+from curator.quality.dedup.normalize import exact_key
 from curator.records import Example
 from curator.workspace import Workspace
 
@@ -238,7 +238,7 @@ _PRIORITY = ("exact", "near", "ngram", "semantic")
 
 
 def _from_matches(matches: list[Any], cands: list[Candidate], prefix: str) -> dict[int, Rejection]:
-    """``curator.dedup.Match`` objects -> one rejection per candidate (exact before near before semantic)."""
+    """``curator.quality.dedup.Match`` objects -> one rejection per candidate (exact before near before semantic)."""
     best: dict[int, Any] = {}
     for m in matches:
         cur = best.get(m.candidate)
@@ -270,13 +270,13 @@ def find_duplicates(ws: Workspace, cands: list[Candidate], cfg: FilterConfig) ->
     """Candidates (by position in ``cands``, which is in request order) whose question duplicates a stored
     active example or an earlier candidate.
 
-    Uses :func:`curator.dedup.find_duplicates_of` on the prompt view when it is importable, else
+    Uses :func:`curator.quality.dedup.find_duplicates_of` on the prompt view when it is importable, else
     :func:`find_duplicates_cores`.
     """
     methods = [m for m in ("exact", "near", "semantic") if cfg.on(m)]
     if not cands or not methods:
         return {}
-    fn = _quality("curator.dedup", "find_duplicates_of")
+    fn = _quality("curator.quality.dedup", "find_duplicates_of")
     if fn is None:
         return find_duplicates_cores(ws, cands, cfg)
     matches = fn(ws, [c.example for c in cands], methods, on="prompt", near_threshold=cfg.near,
@@ -287,12 +287,12 @@ def find_duplicates(ws: Workspace, cands: list[Candidate], cfg: FilterConfig) ->
 def find_leaks(ws: Workspace, cands: list[Candidate], cfg: FilterConfig) -> dict[int, Rejection]:
     """Candidates whose question matches an eval or test example (exact, n-gram or near, semantic).
 
-    Uses :func:`curator.leakage.find_leaks_of` on the prompt view when it is importable, else
+    Uses :func:`curator.quality.leakage.find_leaks_of` on the prompt view when it is importable, else
     :func:`find_leaks_cores`.
     """
     if not cands or not cfg.on("leak"):
         return {}
-    fn = _quality("curator.leakage", "find_leaks_of")
+    fn = _quality("curator.quality.leakage", "find_leaks_of")
     if fn is None:
         return find_leaks_cores(ws, cands, cfg)
     methods = ["exact", "ngram"] + (["semantic"] if cfg.on("semantic") else [])

@@ -40,11 +40,7 @@ from typing import Any, TypeVar
 import orjson
 
 from curator.errors import ConfigError, CuratorError, InputError, MissingKeyError, ProviderError
-from curator.models import DEFAULT_CHAT_MODEL
-from curator.records import Example
-from curator.workspace import Workspace
-
-from .budget import (
+from curator.llm.budget import (
     Budget,
     Price,
     PriceTable,
@@ -53,10 +49,13 @@ from .budget import (
     load_prices,
     max_input_tokens,
 )
-from .cache import CachedResponse, RequestRow, RequestStore, request_key
-from .filters import Candidate, FilterConfig, Rejection, check_text, find_duplicates, find_leaks
-from .prompts import Template, format_demos, load_template, parse_pair, parse_score
-from .providers import GenParams, Provider, RetryableError, make_provider, parse_spec
+from curator.llm.cache import CachedResponse, RequestRow, RequestStore, request_key
+from curator.llm.providers import GenParams, Provider, RetryableError, make_provider, parse_spec
+from curator.models import DEFAULT_CHAT_MODEL
+from curator.records import Example
+from curator.synth.filters import Candidate, FilterConfig, Rejection, check_text, find_duplicates, find_leaks
+from curator.synth.prompts import Template, format_demos, load_template, parse_pair, parse_score
+from curator.workspace import Workspace
 
 __all__ = [
     "DEFAULT_TEACHER",
@@ -822,7 +821,7 @@ def generate(
     ws_list = load_weaknesses(weaknesses) if mode == "targeted" and weaknesses is not None else None
     table = prices if isinstance(prices, PriceTable) else load_prices(prices, ws.path)
     limiter = RateLimiter(rpm, tpm)
-    from .providers.local import DEFAULT_BATCH_SIZE
+    from curator.llm.providers.local import DEFAULT_BATCH_SIZE
 
     t = _Teacher(teacher, table, concurrency, limiter, DEFAULT_BATCH_SIZE)
     jdg = Judge(judge) if isinstance(judge, (str, Provider)) else judge
@@ -975,7 +974,7 @@ def _store(ws: Workspace, con: Any, report: GenerateReport, outcomes: list[_Outc
            rejected: dict[int, Rejection], *, job: str, mode: str, task: str | None, teacher: str, n: int | None,
            seed: int, tmpl_hash: str, params: dict[str, Any], budget: Budget, spend_known: bool) -> None:
     """Accepted examples (pinned to train), the job's rejections and its row, in one transaction."""
-    from curator.ingest import Columns, store_examples
+    from curator.data.ingest import Columns, store_examples
 
     accepted = [c for c in cands if id(c) not in rejected]
     rejections: list[Rejection] = [o.rejection for o in outcomes if o.rejection is not None]

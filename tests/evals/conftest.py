@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:  # makes `from fakeserver import ...` work however pytest is started
     sys.path.insert(0, _TESTS)
 
-from fakeserver import FakeLLMServer  # noqa: E402
 from helpers import write_jsonl  # noqa: E402
 
 SYSTEM = "You are the support assistant. Answer in one short line."
@@ -33,13 +32,6 @@ TRAIN_ROWS = [
 ]
 
 
-@pytest.fixture
-def fake_llm() -> Iterator[FakeLLMServer]:
-    """A started fake OpenAI + Anthropic server on 127.0.0.1."""
-    with FakeLLMServer() as server:
-        yield server
-
-
 def _rows(rows: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     return [{"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": u},
                           {"role": "assistant", "content": a}]} for _, u, a in rows]
@@ -48,7 +40,7 @@ def _rows(rows: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
 @pytest.fixture
 def snap_ws(ws: Any, tmp_path: Path) -> Any:
     """A workspace with one snapshot: 6 test examples over two tasks, 8 train examples."""
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.snapshots import create_snapshot
 
     for task in ("support", "billing"):

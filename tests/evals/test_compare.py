@@ -12,7 +12,7 @@ import pytest
 
 from curator.errors import CuratorError
 from evals.compare import bootstrap_ci, compare, mcnemar, parse_criterion, render_text
-from evals.report_html import render_html
+from evals.report import render_html
 
 
 def _scores(**kw: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from fakeserver import FakeLLMServer, RecordedRequest, Reply, rate_limited
 
 from curator.errors import BudgetExceededError
-from curator.synth.providers import OpenAIProvider
+from curator.llm.providers import OpenAIProvider
 from curator.workspace import Workspace
 from evals.compare import compare
 from evals.judge import judge_eval, judge_pairwise, parse_rubric, parse_winner

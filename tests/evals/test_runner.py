@@ -98,7 +98,7 @@ def test_a_later_snapshot_reuses_predictions_of_the_same_examples(
 ) -> None:
     from helpers import write_jsonl
 
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.snapshots import create_snapshot
 
     first = _eval(snap_ws, tiny_model_dir)
@@ -211,7 +211,7 @@ def test_assistant_losses_match_the_model_loss(tiny_model_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_real_smollm2_on_two_bundled_test_examples(ws: Any) -> None:
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.snapshots import create_snapshot
 
     root = Path(__file__).resolve().parents[2] / "seeds" / "support"

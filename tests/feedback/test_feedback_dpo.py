@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import write_jsonl
 
+from curator.data.ingest import ingest_file
 from curator.errors import IntegrityError, SnapshotError
 from curator.feedback import ingest_feedback
-from curator.ingest import ingest_file
 from curator.snapshots import create_snapshot, export_snapshot
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "support"

@@ -11,9 +11,9 @@ from gen_chatlog import PII_VALUES, generate, write_chatlog
 from helpers import write_jsonl
 
 from curator.cli import main
+from curator.data.ingest import ingest_file
 from curator.errors import InputError
 from curator.feedback import ingest_feedback
-from curator.ingest import ingest_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "seeds" / "support"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from helpers import write_jsonl
 
+from curator.data.readers.shapes import RowError
 from curator.errors import CuratorError, InputError
 from curator.feedback.events import RatingRules
 from curator.feedback.readers import read_feedback
 from curator.feedback.readers.hhrlhf import parse_transcript
-from curator.readers.shapes import RowError
 
 CONV = [{"role": "user", "content": "How do I reset my key?"}, {"role": "assistant", "content": "Rotate it in Console > Keys."}]
 

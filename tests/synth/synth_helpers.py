@@ -10,7 +10,7 @@ from typing import Any
 
 from fakeserver import RecordedRequest
 
-from curator.ingest import ingest_file
+from curator.data.ingest import ingest_file
 from curator.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]

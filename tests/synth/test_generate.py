@@ -21,8 +21,8 @@ from fakeserver import (
 from synth.synth_helpers import SEEDS, TEST, answer_reply, rows, seeded_workspace, unique_pair
 
 from curator.errors import InputError, MissingKeyError
+from curator.llm.budget import max_input_tokens
 from curator.synth import FilterConfig, GenParams, Judge, PriceUnknownError, RetryPolicy, generate
-from curator.synth.budget import max_input_tokens
 
 KEY = "sk-test-generate-SECRET-424242"
 NO_SEMANTIC = FilterConfig(skip=frozenset({"semantic"}))
@@ -100,7 +100,7 @@ def test_seeds_mode_stores_examples_with_provenance_and_reruns_from_cache(ws, fa
 
 
 def test_request_index_keeps_identical_prompts_apart(ws, fake_llm: FakeLLMServer) -> None:
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
 
     only = ws.path.parent / "one.jsonl"
     only.write_text(SEEDS.read_text().splitlines()[0] + "\n")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from curator.errors import ProviderError
+from curator.llm.providers import make_provider
+from curator.llm.providers.local import LocalProvider
 from curator.synth import FilterConfig, GenParams, generate
-from curator.synth.providers import make_provider
-from curator.synth.providers.local import LocalProvider
 
 CHAT = [{"role": "user", "content": "Say hello."}]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,12 @@ for _p in (str(_HERE.parent), str(_HERE)):  # fakeserver, helpers, trainer_helpe
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from fakeserver import FakeLLMServer  # noqa: E402
 from trainer_helpers import build_snapshot, tiny_overrides  # noqa: E402
 
 
 @pytest.fixture
 def snapshot(ws: Any, tmp_path: Path) -> str:
     return build_snapshot(ws, tmp_path)
-
-
-@pytest.fixture
-def fake_llm() -> Iterator[FakeLLMServer]:
-    """A started fake OpenAI + Anthropic server on 127.0.0.1."""
-    with FakeLLMServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

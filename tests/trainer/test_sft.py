@@ -149,7 +149,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(ws: Any, snapshot: str, 
 
 
 def test_overfitting_guard_stops_and_keeps_the_best_checkpoint(ws: Any, tmp_path: Path, tiny_model_dir: Path) -> None:
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.snapshots import create_snapshot
 
     train_rows = [chat(f"Tell me the code {i}.", f"alpha beta gamma delta {i} epsilon.") for i in range(4)]

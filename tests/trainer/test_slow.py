@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_real_smollm2_learns_the_support_format(ws: Any) -> None:
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.snapshots import create_snapshot
     from trainer import AdapterStack, train
 

@@ -23,7 +23,7 @@ def qa(i: int, topic: str, prefix: str = "") -> dict[str, Any]:
 
 def build_snapshot(ws: Any, tmp: Path, *, n_train: int = 8, n_eval: int = 4, n_test: int = 2) -> str:
     """Ingest pinned train / eval / test files and snapshot them; returns the snapshot id."""
-    from curator.ingest import ingest_file
+    from curator.data.ingest import ingest_file
     from curator.snapshots import create_snapshot
 
     train = [qa(i, TOPICS[i % len(TOPICS)]) for i in range(n_train)]

@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from ...errors import InputError
-from ...readers.shapes import RowError
-from ...readers.textfile import MAX_LINE_BYTES, check_file, iter_json_records
-from ..events import Parsed, RatingRules
-from . import chatlog, hhrlhf, oasst, traces
+from curator.data.readers.shapes import RowError
+from curator.data.readers.textfile import MAX_LINE_BYTES, check_file, iter_json_records
+from curator.errors import InputError
+from curator.feedback.events import Parsed, RatingRules
+from curator.feedback.readers import chatlog, hhrlhf, oasst, traces
 
 __all__ = ["FEEDBACK_FORMATS", "READERS", "FeedbackSource", "detect_format", "read_feedback"]
 
@@ -85,7 +85,7 @@ def _records(path: Path) -> tuple[str, Iterator[tuple[int, Any]]]:
     if path.is_file() and path.stat().st_size and _is_gzip(path):
         return "line", _gzip_records(path)
     check_file(path)
-    from ...readers.textfile import is_json_array
+    from curator.data.readers.textfile import is_json_array
 
     return ("record" if is_json_array(path) else "line"), iter_json_records(path)
 

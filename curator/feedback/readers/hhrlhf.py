@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ...readers.shapes import RowError
-from ..events import Event, PairSpec, Parsed, RatingRules, as_messages
+from curator.data.readers.shapes import RowError
+from curator.feedback.events import Event, PairSpec, Parsed, RatingRules, as_messages
 
 NAME = "hh-rlhf"
 __all__ = ["NAME", "convert", "detect", "parse_transcript"]

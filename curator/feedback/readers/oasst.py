@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...readers.shapes import RowError
-from ..events import Event, PairSpec, Parsed, RatingRules
+from curator.data.readers.shapes import RowError
+from curator.feedback.events import Event, PairSpec, Parsed, RatingRules
 
 NAME = "oasst"
 __all__ = ["NAME", "convert", "detect"]

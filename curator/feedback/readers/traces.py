@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...readers.shapes import RowError
-from ..events import Event, Parsed, RatingRules, answer_text, as_messages, get_path, pick
+from curator.data.readers.shapes import RowError
+from curator.feedback.events import Event, Parsed, RatingRules, answer_text, as_messages, get_path, pick
 
 NAME = "trace"
 __all__ = ["NAME", "convert", "detect"]

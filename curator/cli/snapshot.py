@@ -1,0 +1,133 @@
+"""The ``snapshot`` group: create, list, show, diff, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curator.cli.kit import CuratorGroup
+from curator.cli.kit import workspace as _ws
+from curator.output import echo_json, table
+
+__all__ = ['snapshot']
+
+
+# -- snapshots ---------------------------------------------------------------------------------------------------
+@click.group(cls=CuratorGroup)
+def snapshot() -> None:
+    """Immutable, versioned dataset snapshots: create, list, show, diff, export."""
+
+
+@snapshot.command("create")
+@click.option("--name", help="A name to refer to the snapshot by (unique).")
+@click.option("--allow-leakage", is_flag=True, help="Create it even when train overlaps eval/test.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def snapshot_create(ctx: click.Context, name: str | None, allow_leakage: bool, as_json: bool) -> None:
+    """Freeze the active examples and their splits.
+
+    \b
+    curator snapshot create --name v1
+    """
+    from curator.snapshots import create_snapshot
+
+    snap = create_snapshot(_ws(ctx), name=name, allow_leakage=allow_leakage)
+    if as_json:
+        echo_json(snap.to_dict())
+        return
+    verb = "created" if snap.created else "unchanged, same content as"
+    c = snap.counts
+    click.echo(f"snapshot {snap.id} {verb}" + (f" ({snap.name})" if snap.name else "")
+               + f": {c.get('total', 0)} examples, " + ", ".join(f"{k} {v}" for k, v in sorted(c.get("by_split", {}).items())))
+    click.echo(f"  {snap.path.parent}")
+
+
+@snapshot.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def snapshot_list(ctx: click.Context, as_json: bool) -> None:
+    """List snapshots, oldest first."""
+    from curator.snapshots import list_snapshots
+
+    snaps = list_snapshots(_ws(ctx))
+    if as_json:
+        echo_json([s.to_dict() for s in snaps])
+        return
+    if not snaps:
+        click.echo("no snapshots yet: run `curator snapshot create`")
+        return
+    rows = [(s.id, s.name or "", s.created_at, s.counts.get("total"), s.counts["by_split"].get("train", 0),
+             s.counts["by_split"].get("eval", 0), s.counts["by_split"].get("test", 0), s.parent_id or "") for s in snaps]
+    click.echo(table(["id", "name", "created", "total", "train", "eval", "test", "parent"], rows))
+
+
+@snapshot.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def snapshot_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show a snapshot (id, id prefix, name or 'latest'); verifies its files."""
+    from curator.snapshots import load_manifest, resolve_snapshot
+
+    snap = resolve_snapshot(_ws(ctx), ref)
+    manifest = load_manifest(snap, verify=True)
+    if as_json:
+        echo_json(manifest)
+        return
+    click.echo(f"snapshot {snap.id}" + (f" ({snap.name})" if snap.name else "") + f", created {manifest['created_at']}"
+               + (f", parent {snap.parent_id}" if snap.parent_id else ""))
+    c = manifest["counts"]
+    for key in ("by_split", "by_origin", "by_task"):
+        click.echo(f"  {key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in sorted(c[key].items())))
+    for info in manifest["files"].values():
+        click.echo(f"  {info['path']}: {info['rows']} rows, sha256 {info['sha256'][:16]}... verified")
+
+
+@snapshot.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def snapshot_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
+    """What changed from snapshot A to snapshot B (added / removed / moved, by origin, with reasons)."""
+    from curator.snapshots import diff_snapshots
+
+    d = diff_snapshots(_ws(ctx), a, b)
+    if as_json:
+        echo_json(d)
+        return
+    click.echo(f"{d['from']} -> {d['to']}")
+    for key in ("added", "removed", "moved"):
+        n = sum(d[key].values())
+        click.echo(f"  {key}: {n}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(d[key].items())) + ")" if n else ""))
+    for r in d["removed_examples"][:20]:
+        click.echo(f"    - {r['id'][:12]} [{r['origin']}, {r['split']}] {r['reason']}")
+    for r in d["moved_examples"][:20]:
+        click.echo(f"    ~ {r['id'][:12]} [{r['origin']}] {r['from']} -> {r['to']}")
+
+
+@snapshot.command("export")
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["openai", "hf", "parquet", "dpo"]), default="openai",
+              show_default=True, help="dpo: prompt/chosen/rejected JSONL of the preference pairs, for TRL's DPOTrainer.")
+@click.option("--split", type=click.Choice(["train", "eval", "test"]), help="Export one split only.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def snapshot_export(ctx: click.Context, ref: str, fmt: str, split: str | None, out: Path, force: bool,
+                    as_json: bool) -> None:
+    """Write a snapshot as OpenAI chat JSONL, a `datasets` folder (load_from_disk), Parquet, or DPO pairs.
+
+    \b
+    curator snapshot export latest --format openai --out exports/v1
+    """
+    from curator.snapshots import export_snapshot
+
+    d = export_snapshot(_ws(ctx), ref, fmt, out, split=split, force=force)
+    if as_json:
+        echo_json(d)
+        return
+    for s, info in d["files"].items():
+        click.echo(f"{s}: {info['rows']} rows -> {info['path']}")

@@ -1,0 +1,1 @@
+"""The data side: readers for every input format, ingest, splits and validation."""

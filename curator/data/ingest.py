@@ -1,0 +1,435 @@
+"""Ingest files into the workspace: read, normalise, identify, assign splits, store.
+
+One transaction per file: either every good row of the file is stored, or nothing is.  Without
+``skip_invalid`` the first bad row rejects the whole file with ``FILE:LINE: what is wrong``; with
+it, good rows are stored and every skipped line is reported with its reason.
+
+Large JSON Lines files are converted by two worker processes (one per core), each on its own
+byte range; the result is the same as the sequential path, row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from curator.data.readers import SHAPES, BadRow, CsvMapping, Row, Source, read_rows
+from curator.data.readers.shapes import RowError
+from curator.data.readers.textfile import MAX_LINE_BYTES
+from curator.data.splits import DEFAULT_RATIOS, SPLITS, hash_split
+from curator.errors import CuratorError, InputError
+from curator.records import Example, group_key, messages_json, normalize_messages
+from curator.records import example_id as _example_id
+from curator.workspace import Workspace
+
+__all__ = ["ORIGINS", "Columns", "IngestReport", "ingest_file", "store_examples"]
+
+ORIGINS = ("import", "seed", "synthetic", "feedback")
+#: JSON Lines files larger than this are converted by worker processes.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class IngestReport:
+    path: str
+    format: str
+    rows_read: int = 0
+    examples: int = 0
+    added: int = 0
+    already_present: int = 0
+    #: Examples of a file pinned to a split that were already stored in a less held-out split
+    #: (e.g. a test item equal to a train item): moved to the pinned split, with a ``split_moved`` decision.
+    moved_to_pinned_split: dict[str, int] = field(default_factory=dict)
+    duplicates_in_file: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    by_split: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Columns:
+    """Examples ready to store, column by column (what the database insert takes)."""
+
+    id: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    task: list[str] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)
+    source: list[str | None] = field(default_factory=list)
+    parent_id: list[str | None] = field(default_factory=list)
+    meta: list[str] = field(default_factory=list)
+    group_key: list[str] = field(default_factory=list)
+    pin: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def add(self, ex: Example, pin: str | None = None) -> None:
+        self.append(ex.id, ex.messages, ex.task, ex.origin, ex.source, ex.parent_id, ex.meta, pin)
+
+    def append(self, eid: str, messages: list[dict[str, Any]], task: str, origin: str, source: str | None,
+               parent_id: str | None, meta: dict[str, Any], pin: str | None) -> None:
+        """One example's columns from its parts (ingest calls this once per row, without an Example)."""
+        self.id.append(eid)
+        self.messages.append(messages_json(messages))
+        self.task.append(task)
+        self.origin.append(origin)
+        self.source.append(source)
+        self.parent_id.append(parent_id)
+        self.meta.append(orjson.dumps(meta).decode("utf-8"))
+        self.group_key.append(group_key(messages))
+        self.pin.append(pin)
+
+    @classmethod
+    def of(cls, examples: Iterable[Example], pins: Iterable[str | None] | None = None) -> Columns:
+        cols = cls()
+        pins_list = list(pins) if pins is not None else None
+        for i, ex in enumerate(examples):
+            cols.add(ex, pins_list[i] if pins_list else None)
+        return cols
+
+    def to_arrow(self, ratios: tuple[float, float, float]) -> pa.Table:
+        # Generated and logged data never lands in the test split by hash: the test split is what
+        # users bring (or seeds/imports), and rounds compare runs on it.  Grouping still applies: a
+        # new example whose prompt group is already in test joins test (and is reported as leakage).
+        held_out_ok = [o not in ("synthetic", "feedback") for o in self.origin]
+        hashed = []
+        for g, ok in zip(self.group_key, held_out_ok, strict=True):
+            h = hash_split(g, ratios)
+            hashed.append("train" if h == "test" and not ok else h)
+        return pa.table(
+            {
+                "id": self.id, "messages": self.messages, "task": self.task, "origin": self.origin,
+                "source": pa.array(self.source, pa.string()), "parent_id": pa.array(self.parent_id, pa.string()),
+                "meta": self.meta, "group_key": self.group_key, "pin": pa.array(self.pin, pa.string()),
+                "hashed": hashed,
+            }
+        )
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                h.update(f.read_bytes())
+        return h.hexdigest()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class _Ctx:
+    """What converting a row needs besides the row."""
+
+    task: str | None
+    origin: str
+    split: str | None
+    source: str
+    unit: str
+    format: str
+
+
+def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool) -> tuple[Columns, list[BadRow], int]:
+    """Rows -> columns (every row, repeats included), bad rows, rows read."""
+    cols = Columns()
+    bad: list[BadRow] = []
+    n = 0
+    src_meta = {"path": ctx.source, "format": ctx.format}
+    for row in rows:
+        n += 1
+        if isinstance(row, BadRow):
+            bad.append(row)
+            if stop_at_first_error:
+                break
+            continue
+        meta = row.meta
+        row_task = ctx.task or meta.pop("task", None) or "default"
+        meta["source"] = {**src_meta, ctx.unit: row.line}
+        messages = normalize_messages(row.messages)
+        cols.append(_example_id(messages), messages, row_task, ctx.origin, ctx.source, None, meta,
+                    ctx.split or _dataset_split(row.split))
+    return cols, bad, n
+
+
+# -- parallel conversion of large JSON Lines files ------------------------------------------------------------
+def _split_ranges(path: Path, parts: int) -> list[tuple[int, int, int]]:
+    """(start byte, end byte, first line number) of ``parts`` ranges cut at line ends."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as f:
+        for k in range(1, parts):
+            f.seek(size * k // parts)
+            f.readline()
+            cuts.append(f.tell())
+    cuts.append(size)
+    ranges = []
+    line = 1
+    with path.open("rb") as f:
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            ranges.append((a, b, line))
+            f.seek(a)
+            line += f.read(b - a).count(b"\n")
+    return ranges
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Import hook of the ingest worker processes: ``import pandas`` fails at once."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not used by curator's ingest workers")
+
+
+def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool, tuple[float, float, float], str]
+                   ) -> tuple[str, list[BadRow], int]:
+    """Worker: convert one byte range and write it as an Arrow IPC file (cheaper than pickling the rows back)."""
+    path, start, end, first_line, shape, ctx, stop, ratios, out = args
+    # pyarrow imports pandas on its first Python-to-Arrow conversion (0.25 s of CPU, measured) to ask
+    # whether the input is a pandas object; it never is here, and this process ends after this range.
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
+    cols, bad, n = _convert_lines(path, start, end, first_line, shape, ctx, stop)
+    table = cols.to_arrow(ratios)
+    with pa.OSFile(out, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return out, bad, n
+
+
+def _convert_lines(path: str, start: int, end: int, first_line: int, shape: str, ctx: _Ctx, stop: bool
+                   ) -> tuple[Columns, list[BadRow], int]:
+    import json
+
+    mod = SHAPES[shape]
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+
+    def rows() -> Iterable[Row | BadRow]:
+        line = first_line
+        for raw in data.split(b"\n"):
+            n, line = line, line + 1
+            if line == 2 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            if len(raw) > MAX_LINE_BYTES:
+                yield BadRow(n, f"line is {len(raw) / 1e6:.1f} MB, over the {MAX_LINE_BYTES // (1024 * 1024)} MiB limit per example")
+                continue
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                try:
+                    rec = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    yield BadRow(n, f"invalid UTF-8 (byte {e.start} of the line)")
+                    continue
+                except json.JSONDecodeError as e:
+                    yield BadRow(n, f"invalid JSON: {e.msg} (column {e.colno})")
+                    continue
+            if not isinstance(rec, dict):
+                yield BadRow(n, f"expected a JSON object, got {type(rec).__name__}")
+                continue
+            try:
+                converted = mod.convert(rec)
+            except RowError as e:
+                yield BadRow(n, str(e))
+                continue
+            for messages, meta in converted:
+                yield Row(n, messages, meta)
+
+    return _convert(rows(), ctx, stop)
+
+
+def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, float, float], stop: bool
+                      ) -> tuple[pa.Table, list[BadRow], int]:
+    """Convert a large JSON Lines file in worker processes, one byte range each; rows in file order."""
+    parts = min(os.cpu_count() or 2, 4)
+    with tempfile.TemporaryDirectory(prefix="curator-ingest-") as tmp:
+        jobs = [(str(path), a, b, line, src.format, ctx, stop, ratios, os.path.join(tmp, f"part{i}.arrow"))
+                for i, (a, b, line) in enumerate(_split_ranges(path, parts))]
+        with mp.get_context("fork").Pool(parts) as pool:
+            results = pool.map(_convert_range, jobs)
+        tables, bad, n = [], [], 0
+        for out, b, k in results:
+            with pa.OSFile(out) as source:  # read into memory this process owns (the files go with tmp)
+                tables.append(pa.ipc.open_file(source).read_all())
+            bad.extend(b)
+            n += k
+    return pa.concat_tables(tables), bad, n
+
+
+def _first_of_each_id(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep the first row of each example id; returns (table, repeats dropped)."""
+    seen: set[str] = set()
+    keep = [i for i, eid in enumerate(table.column("id").to_pylist()) if not (eid in seen or seen.add(eid))]
+    dropped = table.num_rows - len(keep)
+    return (table.take(pa.array(keep, pa.int64())) if dropped else table), dropped
+
+
+def _ratios(ws: Workspace) -> tuple[float, float, float]:
+    r = ws.get_setting("split_ratios", list(DEFAULT_RATIOS))
+    return (float(r[0]), float(r[1]), float(r[2]))
+
+
+def _parallel_ok(path: Path, src: Source) -> bool:
+    return (src.unit == "line" and src.format in SHAPES and path.is_file()
+            and path.stat().st_size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1)
+
+
+def ingest_file(
+    ws: Workspace,
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    task: str | None = None,
+    split: str | None = None,
+    origin: str = "import",
+    skip_invalid: bool = False,
+    csv_mapping: CsvMapping | None = None,
+    hf_split: str | None = None,
+) -> IngestReport:
+    """Read one file and store its examples (all or nothing)."""
+    if split is not None and split not in SPLITS:
+        raise CuratorError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if origin not in ORIGINS:
+        raise CuratorError(f"unknown origin {origin!r} (choose from {', '.join(ORIGINS)})")
+    path = Path(path)
+    src, rows = read_rows(path, fmt, csv_mapping, hf_split)
+    source = str(path.resolve())
+    ctx = _Ctx(task, origin, split, source, src.unit, src.format)
+    report = IngestReport(path=str(path), format=src.format)
+    ratios = _ratios(ws)
+    with ThreadPoolExecutor(1) as hasher:
+        # The file's sha256 (for the ingests table) is computed meanwhile: hashlib releases the GIL.
+        digest = hasher.submit(_file_sha256, path)
+        if _parallel_ok(path, src):
+            table, bad, n = _convert_parallel(path, src, ctx, ratios, not skip_invalid)
+        else:
+            cols, bad, n = _convert(rows, ctx, not skip_invalid)
+            table = cols.to_arrow(ratios)
+        sha = digest.result()
+    report.rows_read = n
+    if bad and not skip_invalid:
+        first = min(bad, key=lambda r: r.line)
+        raise src.error(first.line, first.reason)
+    report.skipped = [{"line": b.line, "unit": src.unit, "reason": b.reason} for b in sorted(bad, key=lambda r: r.line)]
+    table, report.duplicates_in_file = _first_of_each_id(table)
+    report.examples = table.num_rows
+    if not table.num_rows and not bad:
+        raise InputError("no examples found", path)
+    with ws.transaction() as con:
+        added, by_split = store_examples(con, ws, table)
+        if split in ("eval", "test"):
+            report.moved_to_pinned_split = _move_to_pinned(con, table.column("id"), split, source)
+        con.execute(
+            "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
+            [source, sha, src.format, report.rows_read, added, len(report.skipped)],
+        )
+    report.added = added
+    report.already_present = table.num_rows - added
+    report.by_split = by_split
+    return report
+
+
+def _move_to_pinned(con: Any, ids: Any, split: str, source: str) -> dict[str, int]:
+    """Move already-stored examples of a file pinned to ``split`` there when they sit in a less held-out split.
+
+    Held-out sets only grow: a test file that repeats a train example takes it out of train (a snapshot
+    taken before keeps its own frozen copy).  Returns counts by the split they came from.
+    """
+    rank = "CASE {col} WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END"
+    con.register("_pinned", pa.table({"id": ids}))
+    try:
+        rows = con.execute(
+            f"""SELECT s.example_id, s.split FROM splits s JOIN _pinned p ON p.id = s.example_id
+                WHERE {rank.format(col='s.split')} < {rank.format(col='?')}""",
+            [split],
+        ).fetchall()
+    finally:
+        con.unregister("_pinned")
+    moved: dict[str, int] = {}
+    for eid, old in rows:
+        con.execute("UPDATE splits SET split = ?, pinned = true WHERE example_id = ?", [split, eid])
+        con.execute(
+            "INSERT INTO decisions (example_id, kind, reason) VALUES (?, 'split_moved', ?)",
+            [eid, f"{old} -> {split}: pinned to {split} by {source}"],
+        )
+        moved[old] = moved.get(old, 0) + 1
+    return moved
+
+
+def _dataset_split(name: str | None) -> str | None:
+    """Map a Hugging Face DatasetDict split name to a curator split (None: assign as usual)."""
+    if name is None:
+        return None
+    return {"train": "train", "validation": "eval", "valid": "eval", "eval": "eval", "dev": "eval", "test": "test"}.get(
+        name
+    )
+
+
+def store_examples(con: Any, ws: Workspace, examples: Columns | list[Example] | pa.Table) -> tuple[int, dict[str, int]]:
+    """Insert the examples not yet stored and give each new one its split.  Call inside a transaction.
+
+    ``examples``: examples, their :class:`Columns`, or the Arrow table ``Columns.to_arrow`` makes
+    (unique ids, ``hashed`` split already computed).
+
+    Returns (number added, counts of the added by split).
+    """
+    if isinstance(examples, pa.Table):
+        incoming = examples
+    else:
+        cols = examples if isinstance(examples, Columns) else Columns.of(examples)
+        incoming = cols.to_arrow(_ratios(ws))
+    if not incoming.num_rows:
+        return 0, {}
+    con.register("_incoming", incoming)
+    try:
+        # Only the keys of the new rows are copied; the texts go straight from the Arrow table.
+        con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT i.id, i.group_key, i.pin, i.hashed "
+                    "FROM _incoming i ANTI JOIN examples e ON e.id = i.id")
+        con.execute(
+            """
+            INSERT INTO examples (id, messages, task, origin, source, parent_id, meta, group_key)
+            SELECT i.id, i.messages, i.task, i.origin, i.source, i.parent_id, i.meta, i.group_key
+            FROM _incoming i SEMI JOIN _new n ON n.id = i.id
+            """
+        )
+        # Split: the pin, else the split the group already has (test beats eval beats train), else the hash.
+        con.execute(
+            """
+            INSERT INTO splits (example_id, split, pinned)
+            SELECT n.id, coalesce(n.pin, g.split, n.hashed), n.pin IS NOT NULL
+            FROM _new n
+            LEFT JOIN (
+                SELECT e.group_key,
+                       arg_max(s.split, CASE s.split WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END) AS split
+                FROM examples e JOIN splits s ON s.example_id = e.id
+                WHERE e.group_key IN (SELECT group_key FROM _new)
+                GROUP BY e.group_key
+            ) g ON g.group_key = n.group_key
+            """
+        )
+        rows = con.execute(
+            "SELECT s.split, count(*) FROM _new n JOIN splits s ON s.example_id = n.id GROUP BY 1"
+        ).fetchall()
+        added = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
+        con.execute("DROP TABLE _new")
+    finally:
+        con.unregister("_incoming")
+    return int(added), {s: int(c) for s, c in rows}

@@ -1,0 +1,1 @@
+"""One small HTML kit: inline SVG charts (and, with them, the page templates)."""

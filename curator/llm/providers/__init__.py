@@ -1,0 +1,88 @@
+"""Teacher / judge providers behind one async interface, and the spec factory.
+
+The SDK-backed classes (``OpenAIProvider``, ``CompatibleProvider``, ``AnthropicProvider``) are
+imported on first use: the ``openai`` and ``anthropic`` SDKs take a second or more to import, and
+every ``curator`` command would otherwise pay for it at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from curator.errors import ProviderError
+from curator.llm.providers.base import (
+    PROVIDER_KINDS,
+    SPEC_FORMS,
+    Completion,
+    GenParams,
+    Provider,
+    RetryableError,
+    error_for_status,
+    is_retryable_status,
+    parse_retry_after,
+    parse_spec,
+)
+
+if TYPE_CHECKING:
+    from curator.llm.providers.anthropic import AnthropicProvider
+    from curator.llm.providers.compatible import CompatibleProvider
+    from curator.llm.providers.openai import OpenAIProvider
+
+_LAZY = {"AnthropicProvider": ".anthropic", "CompatibleProvider": ".compatible", "OpenAIProvider": ".openai"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = [
+    "PROVIDER_KINDS",
+    "SPEC_FORMS",
+    "AnthropicProvider",
+    "CompatibleProvider",
+    "Completion",
+    "GenParams",
+    "OpenAIProvider",
+    "Provider",
+    "RetryableError",
+    "error_for_status",
+    "is_retryable_status",
+    "make_provider",
+    "parse_retry_after",
+    "parse_spec",
+]
+
+
+def make_provider(spec: str, **kw: Any) -> Provider:
+    """Build the provider a spec names; ``kw`` goes to its constructor (api_key, timeout, ...).
+
+    ``openai:MODEL``, ``anthropic:MODEL``, ``compatible:BASE_URL:MODEL``, ``local:NAME|PATH``.
+    For ``local`` the module ``.local`` is imported only now and called as
+    ``LocalProvider("NAME|PATH", **kw)``.
+    """
+    kind, model, base_url = parse_spec(spec)
+    if kind == "openai":
+        from curator.llm.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(model, **kw)
+    if kind == "anthropic":
+        from curator.llm.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(model, **kw)
+    if kind == "compatible":
+        from curator.llm.providers.compatible import CompatibleProvider
+
+        assert base_url is not None
+        return CompatibleProvider(base_url, model, **kw)
+    try:
+        from curator.llm.providers.local import LocalProvider  # type: ignore[import-not-found, unused-ignore]
+    except ModuleNotFoundError as e:
+        if e.name is not None and e.name.endswith("providers.local"):
+            raise ProviderError("local provider not available") from e
+        raise ProviderError(f"local provider not available: {e}") from e  # a dependency of local.py
+    provider: Provider = LocalProvider(model, **kw)
+    return provider

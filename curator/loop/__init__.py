@@ -1,0 +1,1 @@
+"""The loop: rounds, the demo and the round report."""

@@ -1,0 +1,1 @@
+"""Quality: dedup (exact, near, semantic), leakage beside it, the audit, PII scrubbing."""

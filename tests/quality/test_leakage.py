@@ -1,0 +1,166 @@
+"""Leakage between splits: exact / n-gram / semantic, --fix, the snapshot gate, candidates."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import chat, write_jsonl
+
+from curator import snapshots
+from curator.cli import main
+from curator.data.ingest import ingest_file
+from curator.errors import SnapshotError
+from curator.quality.decisions import restore
+from curator.quality.leakage import (
+    exact_leak_pairs,
+    find_leakage,
+    find_leaks_of,
+    fix_leakage,
+    leakage_gate,
+    ngram_leak_pairs,
+)
+from curator.records import Example
+from curator.snapshots import create_snapshot
+
+LONG = ("Summarise the following paragraph about the history of the printing press in Europe, "
+        "paying attention to Gutenberg, movable type, the spread of literacy and the Reformation.")
+
+
+def _split_status(ws) -> dict[str, tuple[str, str]]:
+    with ws.connect() as con:
+        rows = con.execute("SELECT e.id, s.split, e.status FROM examples e JOIN splits s ON s.example_id = e.id")
+        return {r[0]: (r[1], r[2]) for r in rows.fetchall()}
+
+
+@pytest.fixture
+def leaky(ws, tmp_path: Path):
+    ingest_file(ws, write_jsonl(tmp_path / "train.jsonl", [
+        chat("Is there an auto top-up option?", "Yes, in Settings."),         # exact leak (folded)
+        chat("Please. " + LONG, "Gutenberg's press spread literacy."),   # n-gram leak
+        chat("What is the capital of Peru?", "Lima."),
+    ]), split="train")
+    ingest_file(ws, write_jsonl(tmp_path / "test.jsonl", [
+        chat("is there an auto top up option", "Yes, in settings"),
+        chat(LONG, "Gutenberg's press spread literacy."),
+        chat("What is the capital of Chile?", "Santiago."),
+    ]), split="test")
+    return ws
+
+
+def test_cores_exact_and_ngram_rules() -> None:
+    pairs, _ = exact_leak_pairs(["Top-up, please!", "x"], ["a", "top up please"])
+    assert pairs.tolist() == [[1, 0]]
+    # Long texts: 13-gram coverage of the eval text; the train text contains it all.
+    p, s = ngram_leak_pairs([LONG + " And more words here."], [LONG])
+    assert p.tolist() == [[0, 0]] and s[0] == 1.0
+    # A shared long instruction with different inputs does not cover enough of the example.
+    head = "Rewrite the sentence to make it clearer and more concise, breaking long sentences up where needed."
+    p, _ = ngram_leak_pairs([head + " The cat, which was black, sat on the mat that was red."],
+                            [head + " Our quarterly revenue, despite headwinds, rose by a surprising twelve percent."])
+    assert p.size == 0
+    # Short texts (under 13 words) are left to the exact rule.
+    assert ngram_leak_pairs(["I lost my card yesterday help"], ["I lost my card"])[0].size == 0
+
+
+def test_find_and_fix_leakage(leaky) -> None:
+    before = _split_status(leaky)
+    report = find_leakage(leaky, ("exact", "ngram"))
+    assert report.by_method == {"exact": 1, "ngram": 1} and report.compared == {"eval": 0, "test": 3}
+    exact = report.pairs[0]
+    assert exact.method == "exact" and exact.score == 1.0 and exact.other_split == "test"
+    assert exact.train_text.startswith("Is there an auto top-up option?")
+    assert exact.other_text.startswith("is there an auto top up option")
+    assert report.pairs[1].method == "ngram" and report.pairs[1].score >= 0.8
+    assert fix_leakage(leaky, report) == 2
+    after = _split_status(leaky)
+    for eid, (split, status) in after.items():
+        assert split == before[eid][0]
+        assert status == ("excluded" if eid in report.train_ids else "active")
+    with leaky.connect() as con:
+        kinds = sorted(r[0] for r in con.execute("SELECT kind FROM decisions").fetchall())
+    assert kinds == ["leakage_exact", "leakage_ngram"]
+    assert find_leakage(leaky, ("exact", "ngram")).pairs == []
+    assert restore(leaky, "leakage") == 2
+
+
+def test_snapshot_gate_refuses_then_allows(leaky) -> None:
+    assert snapshots.leakage_gate is leakage_gate  # the snapshot calls the gate directly (no registry)
+    with pytest.raises(SnapshotError) as e:
+        create_snapshot(leaky)
+    assert str(e.value) == (
+        "train overlaps eval/test: 2 leaking pairs (1 exact, 1 n-gram); run `curator leakage` to see them, "
+        "`curator leakage --fix` to exclude the train copies, or pass --allow-leakage"
+    )
+    assert create_snapshot(leaky, allow_leakage=True).created
+    fix_leakage(leaky, methods=("exact", "ngram"))
+    assert create_snapshot(leaky).created
+
+
+def test_cli_leakage_and_snapshot(leaky) -> None:
+    runner = CliRunner()
+    r = runner.invoke(main, ["snapshot", "create"])
+    assert r.exit_code == 1 and "2 leaking pairs" in r.output and "--allow-leakage" in r.output
+    r = runner.invoke(main, ["leakage", "--methods", "exact,ngram", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["leaking_pairs"] == 2 and out["by_method"] == {"exact": 1, "ngram": 1}
+    assert {"train_id", "other_id", "method", "score", "train_text", "other_text"} <= set(out["pairs"][0])
+    r = runner.invoke(main, ["leakage", "--methods", "exact,ngram", "--fix"])
+    assert r.exit_code == 0 and "2 train examples excluded" in r.output
+    assert runner.invoke(main, ["snapshot", "create"]).exit_code == 0
+    r = runner.invoke(main, ["leakage", "--methods", "bogus"])
+    assert r.exit_code == 1 and "unknown method bogus" in r.output
+
+
+def test_semantic_leakage(ws, tmp_path: Path) -> None:
+    ingest_file(ws, write_jsonl(tmp_path / "tr.jsonl", [chat("How can I reset my password?", "Use the link.")]),
+                split="train")
+    ingest_file(ws, write_jsonl(tmp_path / "te.jsonl", [chat("How do I reset my password?", "Use the link.")]),
+                split="test")
+    report = find_leakage(ws, ("exact", "ngram", "semantic"), semantic_threshold=0.9)
+    assert report.by_method == {"exact": 0, "ngram": 0, "semantic": 1} and report.embedded == 2
+
+
+def test_find_leaks_of(leaky) -> None:
+    cands = [Example.from_messages(chat(u, a)["messages"], origin="synthetic") for u, a in [
+        ("What is the capital of Chile?", "Santiago!"),
+        ("What is the capital of Peru?", "Lima."),   # overlaps train only: not a leak
+        ("In three sentences: " + LONG, "Gutenberg's press spread literacy."),
+    ]]
+    matches = find_leaks_of(leaky, cands, methods=("exact", "ngram"))
+    assert [(m.candidate, m.kind, m.split) for m in matches] == [(0, "exact", "test"), (2, "ngram", "test")]
+    with leaky.connect() as con:
+        assert con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0
+
+
+def test_banking77_must_find_the_25_folded_matches(ws, shared_data: Path) -> None:
+    folder = shared_data / "customer_support" / "banking77"
+    train = [r["text"] for r in csv.DictReader((folder / "train.csv").open(encoding="utf-8"))]
+    test = [r["text"] for r in csv.DictReader((folder / "test.csv").open(encoding="utf-8"))]
+    assert not set(train) & set(test)  # none are raw-exact
+    pairs, _ = exact_leak_pairs(train, test)
+    assert len({o for o, _ in pairs.tolist()}) == 25
+    # In the workspace: ingest stores an example once, so the 6 test rows equal to a train row after
+    # curator's own normalisation (surrounding whitespace) are "already present"; the other 19 leak.
+    ingest_file(ws, folder / "train.csv", split="train")
+    rep = ingest_file(ws, folder / "test.csv", split="test")
+    report = find_leakage(ws, ("exact", "ngram"))
+    assert rep.already_present + report.by_method["exact"] == 25
+    assert report.by_method["exact"] == 19
+
+
+def test_self_instruct_whole_example_matching_has_no_false_positives(ws, shared_data: Path) -> None:
+    folder = shared_data / "instruct" / "self_instruct"
+    seeds = [json.loads(line) for line in (folder / "seed_tasks.jsonl").open(encoding="utf-8")]
+    user = [json.loads(line) for line in (folder / "user_oriented_instructions.jsonl").open(encoding="utf-8")]
+    instr = exact_leak_pairs([s["instruction"] for s in seeds], [u["instruction"] for u in user])[0]
+    flagged = {user[o]["instruction"] for o, _ in instr.tolist()}
+    assert flagged == {"Answer the following question."}  # instruction-only: false positives
+    ingest_file(ws, folder / "seed_tasks.jsonl", split="train", origin="seed")
+    ingest_file(ws, folder / "user_oriented_instructions.jsonl", split="test")
+    for on in ("conversation", "prompt"):
+        assert find_leakage(ws, ("exact", "ngram"), on=on).pairs == []
