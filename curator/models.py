@@ -41,6 +41,7 @@ __all__ = [
     "load_tokenizer",
     "make_tiny_model",
     "prepare",
+    "token_lengths",
     "render_chat",
     "resolve_embedder",
     "resolve_model",
@@ -377,3 +378,12 @@ def make_tiny_model(out_dir: str | Path, *, tokenizer: Any | None = None, seed: 
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+def token_lengths(conversations: list[list[dict[str, Any]]], model: str = DEFAULT_CHAT_MODEL) -> list[int]:
+    """Token count of each whole conversation rendered with the model's chat template."""
+    if not conversations:
+        return []
+    tok = load_tokenizer(model)
+    texts = [render_chat(tok, c) for c in conversations]
+    return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]

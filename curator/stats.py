@@ -8,22 +8,11 @@ from typing import Any
 import numpy as np
 
 from curator.data.splits import SPLITS
-from curator.models import DEFAULT_CHAT_MODEL
+from curator.models import token_lengths
 from curator.snapshots import read_split, resolve_snapshot, snapshot_stats
 from curator.workspace import Workspace
 
-__all__ = ["token_lengths", "workspace_stats"]
-
-
-def token_lengths(conversations: list[list[dict[str, Any]]], model: str = DEFAULT_CHAT_MODEL) -> list[int]:
-    """Token count of each whole conversation rendered with the model's chat template."""
-    from curator.models import load_tokenizer, render_chat
-
-    if not conversations:
-        return []
-    tok = load_tokenizer(model)
-    texts = [render_chat(tok, c) for c in conversations]
-    return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+__all__ = ["workspace_stats"]
 
 
 def _percentiles(lengths: list[int]) -> dict[str, Any]:

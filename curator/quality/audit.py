@@ -154,7 +154,7 @@ def _histogram(values: Sequence[int], bins: int = 30) -> dict[str, Any]:
 
 def _token_lengths(convs: list[list[dict[str, Any]]], model: str) -> tuple[list[int], str]:
     """Token counts with the base model's tokenizer, or word counts when it cannot be loaded."""
-    from curator.stats import token_lengths
+    from curator.models import token_lengths
 
     try:
         return token_lengths(convs, model), f"tokens ({model} chat template)"
