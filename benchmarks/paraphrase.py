@@ -71,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from curator.embed import encode
-    from curator.quality.dedup.exact import fold_key
     from curator.quality.dedup.minhash import DEFAULT_K, shingle_batch
     from curator.quality.dedup.near import DEFAULT_THRESHOLD as NEAR
     from curator.quality.dedup.near import near_pairs
     from curator.quality.dedup.semantic import DEFAULT_THRESHOLD as SEM
     from curator.quality.dedup.semantic import semantic_pairs
+    from curator.quality.fold import fold
 
     a, b, y = load(args.split)
     n = len(y)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                "embed_seconds": round(t_emb, 1), "search_seconds": round(t_sem, 2)}
 
     # Sweeps on exact per-pair scores.
-    flat, off = shingle_batch([fold_key(t) for t in texts], DEFAULT_K)
+    flat, off = shingle_batch([fold(t) for t in texts], DEFAULT_K)
     sets = np.split(flat, off[1:-1])
     jac = np.array([len(np.intersect1d(sets[2 * k], sets[2 * k + 1])) /
                     max(len(np.union1d(sets[2 * k], sets[2 * k + 1])), 1) for k in range(n)])

@@ -9,14 +9,18 @@ sentence-transformers folder works.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from curator.errors import require
 from curator.models import DEFAULT_EMBEDDER, resolve_embedder
+from curator.progress import progress as progress_stage
 from curator.workspace import Workspace
 
 __all__ = [
@@ -25,6 +29,8 @@ __all__ = [
 
 #: Which part of an example a text (and so an embedding or a dedup key) is made of.
 VIEWS = ("conversation", "prompt", "response")
+
+log = logging.getLogger(__name__)
 
 
 def example_text(messages: list[dict[str, Any]], on: str = "conversation", include_system: bool = False) -> str:
@@ -48,6 +54,7 @@ def _dim(emb: Any) -> int:
 @lru_cache(maxsize=4)
 def load_embedder(name_or_path: str = DEFAULT_EMBEDDER) -> Any:
     """A SentenceTransformer on the local files (never the hub), on the GPU when there is one."""
+    require("sentence_transformers", "embed", "computing embeddings")
     from sentence_transformers import SentenceTransformer
 
     from curator.models import device
@@ -65,6 +72,8 @@ def encode(
     """L2-normalised float32 embeddings, shape (len(texts), dim).
 
     Texts are encoded in length-sorted chunks so padding is small; ``progress`` gets the count done per chunk.
+    Without ``progress``, more than one chunk of texts (seconds of work) reports as an ``embedding`` stage
+    (:func:`curator.progress.progress`).
     """
     emb = load_embedder(model)
     texts = list(texts)
@@ -73,13 +82,17 @@ def encode(
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.empty((len(texts), _dim(emb)), dtype=np.float32)
     chunk = batch_size * 16
-    for start in range(0, len(texts), chunk):
-        idx = order[start : start + chunk]
-        vecs = emb.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True,
-                          normalize_embeddings=True, show_progress_bar=False)
-        out[idx] = vecs.astype(np.float32, copy=False)
-        if progress:
-            progress(len(idx))
+    log.debug("embedding %d texts with %s (batch %d)", len(texts), model, batch_size)
+    with ExitStack() as stack:
+        if progress is None and len(texts) > chunk:
+            progress = stack.enter_context(progress_stage("embedding", len(texts))).advance
+        for start in range(0, len(texts), chunk):
+            idx = order[start : start + chunk]
+            vecs = emb.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True,
+                              normalize_embeddings=True, show_progress_bar=False)
+            out[idx] = vecs.astype(np.float32, copy=False)
+            if progress:
+                progress(len(idx))
     return out
 
 

@@ -12,6 +12,7 @@ Every error a user can cause derives from :class:`CuratorError`; the CLI prints
     ├── SnapshotError         unknown snapshot, leaking snapshot, export refused
     │   └── IntegrityError    a snapshot file no longer matches its manifest hash
     ├── ModelError            a model that cannot be found or loaded
+    ├── MissingDependency     an optional dependency group is not installed (carries the pip line)
     ├── ConfigError           an invalid configuration (lists every problem)
     ├── ProviderError         a teacher / judge provider failed
     │   └── MissingKeyError   an API key variable is not set
@@ -20,7 +21,9 @@ Every error a user can cause derives from :class:`CuratorError`; the CLI prints
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 
 __all__ = [
     "BudgetExceededError",
@@ -28,12 +31,14 @@ __all__ = [
     "CuratorError",
     "InputError",
     "IntegrityError",
+    "MissingDependency",
     "MissingKeyError",
     "ModelError",
     "ProviderError",
     "SnapshotError",
     "WorkspaceError",
     "WorkspaceLockedError",
+    "require",
 ]
 
 
@@ -81,6 +86,35 @@ class IntegrityError(SnapshotError):
 
 class ModelError(CuratorError):
     """A model cannot be found, prepared or loaded."""
+
+
+class MissingDependency(CuratorError):
+    """An optional dependency is not installed: the message names the extra and the exact pip line.
+
+    Raised by :func:`require`; a missing optional package never switches curator to another algorithm.
+    """
+
+    def __init__(self, module: str, extra: str, what: str) -> None:
+        self.module = module
+        self.extra = extra
+        self.what = what
+        super().__init__(
+            f"{what} needs {module}, which is in the optional dependency group '{extra}': "
+            f"pip install 'curator-loop[{extra}]'"
+        )
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependency` naming the extra that provides it.
+
+    ``faiss = require("faiss", "embed", "semantic dedup")``: ``what`` says what needs the module.
+    Only a module that cannot be found (``ModuleNotFoundError``, the module itself or one it
+    imports) becomes :class:`MissingDependency`; any other failure of an installed package propagates.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise MissingDependency(module, extra, what) from e
 
 
 class ConfigError(CuratorError):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curator.errors import ModelError
+from curator.errors import ModelError, require
 
 __all__ = [
     "DEFAULT_CHAT_MODEL",
@@ -111,6 +111,8 @@ def prepare(name: str = DEFAULT_CHAT_MODEL, *, force: bool = False, log: Callabl
     out = _prepared_dir()
     if _is_prepared(out) and not force:
         return out
+    require("torch", "train", f"preparing {name}")
+    require("transformers", "train", f"preparing {name}")
     gguf = _gguf_file()
     if log:
         log(f"converting {gguf.name} to safetensors (once, about 20 s) ...")
@@ -118,7 +120,7 @@ def prepare(name: str = DEFAULT_CHAT_MODEL, *, force: bool = False, log: Callabl
 
     t0 = time.time()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
@@ -193,6 +195,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_CHAT_MODEL) -> Any:
     key = _strip(name_or_path)
     if key in _TOKENIZERS:
         return _TOKENIZERS[key]
+    require("transformers", "train", f"the tokenizer of {name_or_path}")
     from transformers import AutoTokenizer
 
     if key == _SMOL and not _is_prepared(_prepared_dir()):
@@ -215,7 +218,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_CHAT_MODEL) -> Any:
 
 
 def device() -> str:
-    import torch
+    torch = require("torch", "train", "running a local model")
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -231,6 +234,8 @@ def load_model(
     """(model, tokenizer).  ``adapters`` loads LoRA adapters by name onto the one base; pick one with
     ``model.set_adapter(name)``.  ``merge=True`` (one adapter, inference only) folds it into the base
     weights: the same outputs up to rounding, and generation runs as fast as the base model's."""
+    require("torch", "train", f"loading {name_or_path}")
+    require("transformers", "train", f"loading {name_or_path}")
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -240,10 +245,11 @@ def load_model(
         torch_dtype = torch.bfloat16 if device() == "cuda" else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
     if device_map is None and device() == "cuda":
         model = model.to("cuda")
     if adapters:
+        require("peft", "train", "loading LoRA adapters")
         from peft import PeftModel
 
         items = list(adapters.items()) if isinstance(adapters, dict) else [(f"a{i}", p) for i, p in enumerate(adapters)]
@@ -353,6 +359,7 @@ def generate(
 # -- a tiny model for tests ---------------------------------------------------------------------------------------
 def make_tiny_model(out_dir: str | Path, *, tokenizer: Any | None = None, seed: int = 0) -> Path:
     """A randomly initialised 2-layer Llama with the SmolLM2 tokenizer (about 3 M parameters, seconds)."""
+    require("torch", "train", "a tiny test model")
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -380,10 +387,19 @@ def make_tiny_model(out_dir: str | Path, *, tokenizer: Any | None = None, seed: 
     return out
 
 
-def token_lengths(conversations: list[list[dict[str, Any]]], model: str = DEFAULT_CHAT_MODEL) -> list[int]:
-    """Token count of each whole conversation rendered with the model's chat template."""
+def token_lengths(conversations: list[list[dict[str, Any]]], model: str = DEFAULT_CHAT_MODEL, *,
+                  progress: Callable[[int], None] | None = None, chunk: int = 2000) -> list[int]:
+    """Token count of each whole conversation rendered with the model's chat template.
+
+    Rendered and tokenised ``chunk`` conversations at a time; ``progress`` gets the count done per chunk.
+    """
     if not conversations:
         return []
     tok = load_tokenizer(model)
-    texts = [render_chat(tok, c) for c in conversations]
-    return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    out: list[int] = []
+    for start in range(0, len(conversations), chunk):
+        texts = [render_chat(tok, c) for c in conversations[start : start + chunk]]
+        out.extend(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+        if progress:
+            progress(len(texts))
+    return out

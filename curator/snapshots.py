@@ -16,16 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curator import __version__
 from curator.data.splits import SPLITS
-from curator.errors import IntegrityError, SnapshotError
+from curator.errors import IntegrityError, SnapshotError, require
 from curator.quality.leakage import leakage_gate
 from curator.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -168,10 +171,10 @@ def create_snapshot(
 
 
 #: Extra files written into a new snapshot folder: name -> writer(con, folder) returning manifest info.
-_EXTRA_WRITERS: dict[str, Callable[[Any, Path], Any]] = {}
+_EXTRA_WRITERS: dict[str, Callable[[duckdb.DuckDBPyConnection, Path], Any]] = {}
 
 
-def _write_preferences(con: Any, folder: Path) -> Any:
+def _write_preferences(con: duckdb.DuckDBPyConnection, folder: Path) -> Any:
     """The preference pairs of train (and eval) prompts, for DPO (see :mod:`curator.feedback.preferences`)."""
     from curator.feedback.preferences import write_snapshot_preferences
 
@@ -181,7 +184,7 @@ def _write_preferences(con: Any, folder: Path) -> Any:
 _EXTRA_WRITERS["preferences"] = _write_preferences
 
 
-def _counts(con: Any) -> dict[str, Any]:
+def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     rows = con.execute(
         """SELECT s.split, e.origin, e.task, count(*) FROM examples e JOIN splits s ON s.example_id = e.id
            WHERE e.status = 'active' GROUP BY ALL"""
@@ -304,6 +307,8 @@ def export_snapshot(
         raise SnapshotError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
     if split is not None and split not in SPLITS:
         raise SnapshotError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if fmt == "hf":
+        require("datasets", "hf", "export --format hf")
     snap = resolve_snapshot(ws, ref)
     manifest = load_manifest(snap, verify=True)
     out = Path(out)

@@ -9,6 +9,7 @@ import numpy as np
 
 from curator.data.splits import SPLITS
 from curator.models import token_lengths
+from curator.progress import progress
 from curator.snapshots import read_split, resolve_snapshot, snapshot_stats
 from curator.workspace import Workspace
 
@@ -39,5 +40,9 @@ def workspace_stats(ws: Workspace, ref: str | None = None, *, tokens: bool = Tru
             ).fetchall()
         for split, messages in rows:
             per_split.setdefault(split, []).append(json.loads(messages))
-    out["tokens"] = {s: _percentiles(token_lengths(c)) for s, c in per_split.items() if c}
+    out["tokens"] = {}
+    with progress("stats: counting tokens", sum(len(c) for c in per_split.values())) as bar:
+        for s, c in per_split.items():
+            if c:
+                out["tokens"][s] = _percentiles(token_lengths(c, progress=bar.advance))
     return out

@@ -6,8 +6,10 @@ process that tries to open it fails at once; we turn that into
 Connections are opened per operation and closed after, so a long job (training) does not
 hold the lock while it is not touching the database.
 
-Schema changes are numbered migrations (``m001_initial``, ``m002_...``) applied once each,
-in order, and recorded in the ``_migrations`` table.
+Schema changes are numbered migrations (``m001_initial``, ``m002_...``: one contiguous sequence)
+applied once each, in order, and recorded by name in the ``_migrations`` table; a migration that
+was renamed has its old record renamed first (:data:`curator.migrations.RENAMED`), so it is not
+applied twice.
 """
 
 from __future__ import annotations
@@ -181,9 +183,31 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return cur
 
 
+def _rename_recorded(con: duckdb.DuckDBPyConnection, done: set[str]) -> set[str]:
+    """Rewrite records of renamed migrations (old name -> new name, ``applied_at`` kept), in one transaction."""
+    from curator.migrations import RENAMED
+
+    stale = [old for old in RENAMED if old in done]
+    if not stale:
+        return done
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for old in stale:
+            new = RENAMED[old]
+            if new not in done:
+                con.execute("INSERT INTO _migrations SELECT ?, applied_at FROM _migrations WHERE name = ?", [new, old])
+            con.execute("DELETE FROM _migrations WHERE name = ?", [old])
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return (done - set(stale)) | {RENAMED[old] for old in stale}
+
+
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    done = _rename_recorded(con, done)
     for name, step in MIGRATIONS:
         if name in done:
             continue

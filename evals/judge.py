@@ -1,13 +1,11 @@
 """LLM-as-judge: rubric scores (1-5 with a rationale) and pairwise A-vs-B with position swapping.
 
 Any provider spec works (``openai:MODEL``, ``anthropic:MODEL``, ``compatible:URL:MODEL``,
-``local:NAME|PATH``).  Requests go through the synthetic-generation request cache
-(:mod:`curator.llm.cache`, the ``requests`` table, same keys) and its spend cap
-(:mod:`curator.llm.budget`, prices from ``prices.yaml``): judging the same answer twice costs
-nothing the second time.  Judging is never on by default; it runs only when a judge is named.
-When the synthetic-generation ``local`` provider is not available, ``local:`` specs use
-:class:`LocalJudge` (the local model through :func:`curator.models.generate`; a weak judge, good for
-tests and offline smoke runs).
+``local:NAME|PATH``; a local model is a weak judge, good for tests and offline smoke runs).
+Requests go through the request runner generation uses (:mod:`curator.llm.runner`): the request
+cache (the ``requests`` table, same keys), the spend cap (prices from ``prices.yaml``), retries,
+rate limits and secret scrubbing.  Judging the same answer twice costs nothing the second time.
+Judging is never on by default; it runs only when a judge is named.
 
 * **Rubric** (:func:`judge_eval`): each prediction of an evaluation is graded against its reference
   and the rubric; the score is stored in ``eval_results.scores["judge"]`` (so ``compare`` treats it
@@ -20,7 +18,6 @@ tests and offline smoke runs).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -31,16 +28,15 @@ from typing import Any
 import numpy as np
 
 from curator.errors import BudgetExceededError, ProviderError
-from curator.llm.budget import Budget, PriceUnknownError, load_prices, max_input_tokens
-from curator.llm.cache import RequestRow, RequestStore, request_key
-from curator.llm.providers import Completion, GenParams, Provider, RetryableError, make_provider, parse_spec
-from curator.models import generate, load_model
+from curator.llm.limits import RetryPolicy
+from curator.llm.providers import GenParams, Provider
+from curator.llm.runner import Request, open_provider, run_requests
 from curator.workspace import Workspace
 from evals.runner import eval_rows, resolve_eval
 
 __all__ = [
     "DEFAULT_RUBRIC",
-    "LocalJudge",
+    "JUDGE_RETRY",
     "Verdict",
     "judge_eval",
     "judge_pairwise",
@@ -49,7 +45,6 @@ __all__ = [
     "parse_rubric",
     "parse_winner",
     "rubric_messages",
-    "run_requests",
 ]
 
 DEFAULT_RUBRIC = """\
@@ -142,158 +137,53 @@ def parse_winner(text: str) -> tuple[str | None, str]:
     return None, text.strip()
 
 
-# -- providers -------------------------------------------------------------------------------------------------------
-class LocalJudge(Provider):
-    """A local chat model (registry name or folder) as a judge, through :func:`curator.models.generate`."""
-
-    name = "local"
-    remote = False
-
-    def __init__(self, model: str, *, batch_size: int = 4) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self._loaded: tuple[Any, Any] | None = None
-
-    def _model(self) -> tuple[Any, Any]:
-        if self._loaded is None:
-            self._loaded = load_model(self.model)
-        return self._loaded
-
-    def complete_many(self, chats: Sequence[list[dict[str, Any]]], params: GenParams) -> list[Completion]:
-        """Batched greedy (or sampled) completions of several chats."""
-        model, tok = self._model()
-        outs = generate(model, tok, list(chats), max_new_tokens=params.max_tokens, batch_size=self.batch_size,
-                        temperature=params.temperature, top_p=params.top_p, seed=params.seed or 0)
-        return [Completion(o.text, o.prompt_tokens, o.output_tokens, o.finish_reason, raw={}) for o in outs]
-
-    async def complete(self, messages: list[dict[str, Any]], params: GenParams) -> Completion:
-        return self.complete_many([messages], params)[0]
-
-    async def aclose(self) -> None:
-        self._loaded = None
+# -- requests through the shared runner (curator.llm.runner) -----------------------------------------------------------
+#: Judge requests: 4 tries, waits of about 1, 2, 4 s (or the server's Retry-After).
+JUDGE_RETRY = RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=8.0)
 
 
 def make_judge(spec: str, **kw: Any) -> Provider:
-    """The provider a spec names; ``local:`` falls back to :class:`LocalJudge` when synth has no local provider."""
-    kind, model, _ = parse_spec(spec)
-    if kind == "local":
-        try:
-            return make_provider(spec, **kw)
-        except ProviderError as e:
-            if "not available" not in str(e):
-                raise
-            return LocalJudge(model)
-    return make_provider(spec, **kw)
+    """The provider a spec names, ``local:`` included (:func:`curator.llm.runner.open_provider`).
+
+    A ``local:`` judge without torch / transformers raises :class:`~curator.errors.MissingDependency`.
+    """
+    return open_provider(spec, **kw)
 
 
-# -- requests through the shared cache and budget ---------------------------------------------------------------------
-def run_requests(
+def _judge_spec(judge: str | Provider) -> str:
+    return judge.spec if isinstance(judge, Provider) else judge.strip()
+
+
+def _ask(
     ws: Workspace,
-    provider: Provider,
+    judge: str | Provider,
     chats: Sequence[list[dict[str, Any]]],
     params: GenParams,
     *,
-    job: str = "judge",
-    concurrency: int = 4,
-    budget_usd: float | None = None,
-    max_attempts: int = 4,
-    log: Callable[[str], None] | None = None,
+    job: str,
+    concurrency: int,
+    budget_usd: float | None,
+    log: Callable[[str], None] | None,
 ) -> list[str]:
-    """The reply text of each chat: from the ``requests`` cache, else from the provider (then cached).
+    """The reply text of each chat, through the shared runner: from the ``requests`` cache, else from the judge.
 
-    Retryable failures are retried up to ``max_attempts`` times (honouring ``Retry-After``).  With a
-    ``budget_usd`` cap, a request whose worst-case cost could cross it is not sent:
+    With a ``budget_usd`` cap, a request whose worst-case cost could cross it is not sent:
     :class:`~curator.errors.BudgetExceededError` is raised after the requests in flight finish (their
-    replies are cached, so a rerun with a bigger budget continues where this one stopped).
+    replies are cached, so a rerun with a bigger budget continues where this one stopped).  A request
+    still failing after its retries raises :class:`~curator.errors.ProviderError` (the others are cached).
     """
-    kind = provider.name
-    pdict = params.to_dict()
-    keys = [request_key(kind, provider.model, list(c), pdict) for c in chats]
-    with ws.connect() as con:
-        store = RequestStore(con)
-        store.preload(keys)
-        cached = {k: store.get(k, query=False) for k in keys}
-    texts: dict[str, str] = {k: c.text for k, c in cached.items() if c is not None}
-    todo = [(k, c) for k, c in dict(zip(keys, chats, strict=True)).items() if k not in texts]
-    if log and chats:
-        log(f"judge {provider.spec}: {len(chats) - len(todo)} cached, {len(todo)} to request")
-    if not todo:
-        return [texts[k] for k in keys]
-
-    price = load_prices(workspace_dir=ws.path).lookup(kind, provider.model)
-    if budget_usd is not None and price is None:
-        raise PriceUnknownError(
-            f"no price for {provider.spec}: add it to a prices file (--prices FILE, $CURATOR_PRICES or "
-            f"{ws.path / 'prices.yaml'}) to use a budget"
-        )
-    budget = Budget(budget_usd)
-
-    def record(rows: list[RequestRow]) -> None:
-        with ws.connect() as con:
-            st = RequestStore(con)
-            st.preload([r.key for r in rows])
-            st.write(rows)
-
-    def row(key: str, chat: list[dict[str, Any]], c: Completion | None, attempts: int, error: str | None) -> RequestRow:
-        cost = price.cost(c.input_tokens, c.output_tokens) if (c is not None and price is not None) else None
-        return RequestRow(
-            key=key, provider=kind, model=provider.model, request={"messages": chat, "params": pdict},
-            status="ok" if c is not None else "failed", job=job, attempts=attempts,
-            response=(c.raw or None) if c is not None else None, text=c.text if c else None,
-            finish_reason=c.finish_reason if c else None, input_tokens=c.input_tokens if c else None,
-            output_tokens=c.output_tokens if c else None, cost_usd=cost, error=error,
-        )
-
-    if isinstance(provider, LocalJudge):
-        comps = provider.complete_many([c for _, c in todo], params)
-        record([row(k, c, comp, 1, None) for (k, c), comp in zip(todo, comps, strict=True)])
-        texts.update({k: comp.text for (k, _), comp in zip(todo, comps, strict=True)})
-        return [texts[k] for k in keys]
-
-    async def one(key: str, chat: list[dict[str, Any]], sem: asyncio.Semaphore) -> None:
-        async with sem:
-            reserve = price.cost(max_input_tokens(chat), params.max_tokens) if price is not None else 0.0
-            if not budget.try_reserve(reserve):
-                return
-            error: str | None = None
-            for attempt in range(1, max_attempts + 1):
-                try:
-                    comp = await provider.complete(chat, params)
-                except RetryableError as e:
-                    error = str(e)
-                    if attempt == max_attempts:
-                        break
-                    await asyncio.sleep(e.retry_after if e.retry_after is not None else min(0.5 * 2 ** attempt, 8.0))
-                    continue
-                except ProviderError as e:
-                    error = str(e)
-                    break
-                actual = price.cost(comp.input_tokens, comp.output_tokens) if price is not None else 0.0
-                budget.settle(reserve, actual)
-                record([row(key, chat, comp, attempt, None)])
-                texts[key] = comp.text
-                return
-            budget.settle(reserve, 0.0)
-            record([row(key, chat, None, max_attempts, error)])
-            raise ProviderError(f"judge {provider.spec} failed after {attempt} attempt(s): {error}")
-
-    async def main() -> None:
-        sem = asyncio.Semaphore(max(1, concurrency))
-        try:
-            results = await asyncio.gather(*(one(k, c, sem) for k, c in todo), return_exceptions=True)
-        finally:
-            await provider.aclose()
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-
-    asyncio.run(main())
-    if budget.exhausted:
+    res = run_requests(ws, judge, [Request(list(c), params) for c in chats], job=job, budget_usd=budget_usd,
+                       retry=JUDGE_RETRY, concurrency=max(1, concurrency),
+                       log=(lambda m: log(f"judge {m}")) if log is not None else None)
+    spec, st = _judge_spec(judge), res.stats
+    if st.failed:
+        raise ProviderError(f"judge {spec}: {st.failed} request(s) failed after retries; last error: {st.last_error}")
+    missing = sum(1 for r in res.responses if r is None)
+    if missing:
         raise BudgetExceededError(
-            f"judge budget ${budget_usd:.4f} reached after ${budget.spent_this_run:.4f}: "
-            f"{len([k for k, _ in todo if k not in texts])} request(s) not sent (the others are cached)"
-        )
-    return [texts[k] for k in keys]
+            f"judge budget ${budget_usd or 0:.4f} reached after ${res.budget.spent_this_run:.4f}: "
+            f"{missing} request(s) not sent (the others are cached)")
+    return [r.text for r in res.responses if r is not None]
 
 
 # -- rubric grading of one evaluation ---------------------------------------------------------------------------------
@@ -333,28 +223,28 @@ def judge_eval(
     ``mean``, ``unparsed`` and the score ``distribution``.
     """
     ev = resolve_eval(ws, eval_ref)
-    provider = make_judge(judge) if isinstance(judge, str) else judge
+    spec = _judge_spec(judge)
     rows = eval_rows(ws, ev.id)[: limit or None]
     prompts = _prompts(ws, [r.example_id for r in rows])
     rows = [r for r in rows if r.example_id in prompts]
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0)
     chats = [rubric_messages(prompts[r.example_id][0], prompts[r.example_id][1], r.prediction, rubric) for r in rows]
-    replies = run_requests(ws, provider, chats, params, job=f"judge:rubric:{ev.id}", concurrency=concurrency,
-                           budget_usd=budget_usd, log=log)
+    replies = _ask(ws, judge, chats, params, job=f"judge:rubric:{ev.id}", concurrency=concurrency,
+                   budget_usd=budget_usd, log=log)
     scores: list[int | None] = []
     with ws.transaction() as con:
         for r, reply in zip(rows, replies, strict=True):
             score, rationale = parse_rubric(reply)
             scores.append(score)
             new_scores = {**r.scores, "judge": score}
-            new_meta = {**r.meta, "judge": provider.spec, "judge_rationale": rationale[:2000]}
+            new_meta = {**r.meta, "judge": spec, "judge_rationale": rationale[:2000]}
             con.execute(
                 "UPDATE eval_results SET scores = ?, meta = ? WHERE eval_id = ? AND example_id = ?",
                 [json.dumps(new_scores), json.dumps(new_meta), ev.id, r.example_id],
             )
         got = [s for s in scores if s is not None]
         summary = {
-            "judge": provider.spec, "rubric": rubric, "n": len(got), "unparsed": len(scores) - len(got),
+            "judge": spec, "rubric": rubric, "n": len(got), "unparsed": len(scores) - len(got),
             "mean": (sum(got) / len(got)) if got else None,
             "distribution": {str(k): got.count(k) for k in range(1, 6)},
         }
@@ -406,7 +296,7 @@ def judge_pairwise(
     ``verdict`` ("better", "worse", "no clear change"), and the per-example ``examples``.
     """
     ev_a, ev_b = resolve_eval(ws, run_eval), resolve_eval(ws, baseline_eval)
-    provider = make_judge(judge) if isinstance(judge, str) else judge
+    spec = _judge_spec(judge)
     rows_a = {r.example_id: r for r in eval_rows(ws, ev_a.id)}
     rows_b = {r.example_id: r for r in eval_rows(ws, ev_b.id)}
     shared = sorted(set(rows_a) & set(rows_b) & set(ids if ids is not None else rows_a))
@@ -418,8 +308,8 @@ def judge_pairwise(
         chats.append(pairwise_messages(prompt, ref, rows_a[i].prediction, rows_b[i].prediction))  # run is A
         chats.append(pairwise_messages(prompt, ref, rows_b[i].prediction, rows_a[i].prediction))  # run is B
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0)
-    replies = run_requests(ws, provider, chats, params, job=f"judge:pairwise:{ev_a.id}:{ev_b.id}",
-                           concurrency=concurrency, budget_usd=budget_usd, log=log)
+    replies = _ask(ws, judge, chats, params, job=f"judge:pairwise:{ev_a.id}:{ev_b.id}",
+                   concurrency=concurrency, budget_usd=budget_usd, log=log)
     verdicts: list[Verdict] = []
     for k, i in enumerate(shared):
         w1, r1 = parse_winner(replies[2 * k])
@@ -442,7 +332,7 @@ def judge_pairwise(
         lo, hi = (float(x) for x in np.quantile(means, [alpha, 1 - alpha]))
     verdict = "n/a" if math.isnan(lo) else ("worse" if hi < 0 else "better" if lo > 0 else "no clear change")
     return {
-        "judge": provider.spec, "n": len(judged), "run_wins": sum(v.outcome == 1 for v in judged),
+        "judge": spec, "n": len(judged), "run_wins": sum(v.outcome == 1 for v in judged),
         "baseline_wins": sum(v.outcome == -1 for v in judged), "ties": sum(v.outcome == 0 for v in judged),
         "inconsistent": sum(not v.consistent for v in judged), "unparsed": len(verdicts) - len(judged),
         "preference": None if math.isnan(pref) else pref, "ci_low": None if math.isnan(lo) else lo,

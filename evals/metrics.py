@@ -20,10 +20,13 @@ import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rouge_score import rouge_scorer
-from sacrebleu.metrics.bleu import BLEU
+from curator.errors import require
+
+if TYPE_CHECKING:  # both are in the [evals] extra, imported when a BLEU or ROUGE score is asked for
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics.bleu import BLEU
 
 __all__ = [
     "DEFAULT_ROUGE_TYPES",
@@ -95,7 +98,7 @@ def _segment_refs_to_streams(
         )
     per_segment: list[list[str | None]] = []
     for i, refs in enumerate(references):
-        seg = [refs] if isinstance(refs, str) else list(refs)
+        seg: list[str | None] = [refs] if isinstance(refs, str) else list(refs)
         if not any(r is not None for r in seg):
             raise ValueError(f"segment {i} has no reference")
         per_segment.append(seg)
@@ -103,9 +106,16 @@ def _segment_refs_to_streams(
     return [[seg[k] if k < len(seg) else None for seg in per_segment] for k in range(width)]
 
 
+def _bleu_class() -> type[BLEU]:
+    require("sacrebleu", "evals", "BLEU")
+    from sacrebleu.metrics.bleu import BLEU
+
+    return BLEU
+
+
 def _bleu(settings: Mapping[str, Any]) -> BLEU:
     try:
-        return BLEU(**settings)
+        return _bleu_class()(**settings)
     except TypeError as exc:  # unknown keyword: make the message name the culprit clearly
         raise TypeError(f"unsupported BLEU setting(s) {sorted(settings)}: {exc}") from exc
 
@@ -143,7 +153,7 @@ def corpus_bleu_stats(
     """
     preds = list(predictions)
     streams = _segment_refs_to_streams(references, len(preds))
-    result = _bleu(settings).corpus_score(preds, streams)
+    result = _bleu(settings).corpus_score(preds, streams)  # type: ignore[arg-type]  # sacrebleu takes None for a missing reference
     return {
         "score": float(result.score),
         "counts": list(result.counts),
@@ -193,7 +203,7 @@ def bleu_from_stats(
     :func:`corpus_bleu_stats` results and score the sums. The input lists are not modified.
     """
     return float(
-        BLEU.compute_bleu(
+        _bleu_class().compute_bleu(
             list(correct),
             list(total),
             sys_len,
@@ -215,6 +225,9 @@ def bleu_from_stats(
 def _rouge_scorer(types: tuple[str, ...], use_stemmer: bool) -> rouge_scorer.RougeScorer:
     # split_summaries=False: rougeLsum treats "\n" as the sentence separator (nltk's sentence
     # splitter would need the punkt data, which is not installed with the package).
+    require("rouge_score", "evals", "ROUGE")
+    from rouge_score import rouge_scorer
+
     return rouge_scorer.RougeScorer(list(types), use_stemmer=use_stemmer, split_summaries=False)
 
 

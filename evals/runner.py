@@ -39,10 +39,12 @@ from evals.metrics import perplexity, score_example, summarize
 
 __all__ = [
     "BASE_RUN",
+    "PROMPTING_MODES",
     "SCORER_VERSION",
     "EvalResult",
     "EvalRow",
     "RunInfo",
+    "add_shots",
     "assistant_losses",
     "eval_rows",
     "evaluate",
@@ -400,6 +402,59 @@ def _summary(items: list[_Item], rows: dict[str, EvalRow]) -> dict[str, Any]:
     })
 
 
+# -- prompting baselines ---------------------------------------------------------------------------------------
+#: How the model is prompted: the plain prompt, ``k`` fixed train examples before it, or the ``k`` train
+#: examples nearest to it by embedding.  The shots come from the snapshot's train split, from the user's own
+#: examples (origin ``seed`` or ``import``), so a baseline does not move when synthetic data is added.
+PROMPTING_MODES = ("zero_shot", "few_shot", "retrieval_few_shot")
+SHOT_ORIGINS = ("seed", "import")
+
+
+def _shot_pool(ws: Workspace, snap: Any) -> list[dict[str, Any]]:
+    rows = [r for r in read_split(ws, snap, "train") if r.get("origin") in SHOT_ORIGINS]
+    return [r for r in sorted(rows, key=lambda r: r["id"]) if any(m["role"] == "assistant" for m in r["messages"])]
+
+
+def _user_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(str(m.get("content") or "") for m in messages if m["role"] == "user")
+
+
+def _with_shots(prompt: list[dict[str, Any]], shots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompt with each shot's turns (system turns left out) before the question, after the system turn."""
+    system = [m for m in prompt[:1] if m["role"] == "system"]
+    demo = [{"role": m["role"], "content": m["content"]} for s in shots for m in s["messages"] if m["role"] != "system"]
+    return [*system, *demo, *prompt[len(system):]]
+
+
+def add_shots(ws: Workspace, snap: Any, items: list[_Item], mode: str, k: int, seed: int) -> str:
+    """Put ``k`` shots before each item's prompt (in place); returns a fingerprint of the shots chosen."""
+    import random
+
+    pool = _shot_pool(ws, snap)
+    if not pool:
+        raise CuratorError(f"snapshot {snap.id} has no seed or imported train examples to use as {mode} shots")
+    k = min(k, len(pool))
+    if mode == "few_shot":
+        chosen = sorted(random.Random(seed).sample(range(len(pool)), k))
+        shots = [pool[i] for i in chosen]
+        for it in items:
+            it.prompt = _with_shots(it.prompt, shots)
+        ids = [s["id"] for s in shots]
+    else:
+        from curator.embed import encode
+
+        x = encode([_user_text(r["messages"]) for r in pool])
+        q = encode([_user_text(it.prompt) for it in items])
+        sims = q @ x.T
+        for row, it in zip(sims, items, strict=True):
+            nearest = sorted(range(len(pool)), key=lambda j: (-float(row[j]), j))[:k]
+            it.prompt = _with_shots(it.prompt, [pool[j] for j in reversed(nearest)])  # nearest last
+        ids = [r["id"] for r in pool]
+    return hashlib.sha256("|".join(ids).encode()).hexdigest()[:16]
+
+
+
+
 def evaluate(
     ws: Workspace,
     run: str = BASE_RUN,
@@ -411,6 +466,8 @@ def evaluate(
     batch_size: int = 8,
     limit: int | None = None,
     seed: int = 0,
+    prompting: str = "zero_shot",
+    shots: int = 5,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
@@ -418,7 +475,9 @@ def evaluate(
 
     Returns the :class:`EvalResult` (``cached=True`` when nothing had to be generated).  ``limit`` keeps
     the first N examples in id order (part of the cache key).  ``base_model`` is used for ``base``;
-    a trained run uses the base model recorded with it.
+    a trained run uses the base model recorded with it.  ``prompting`` (:data:`PROMPTING_MODES`) puts
+    ``shots`` train examples before each prompt; such an evaluation is stored under the run id
+    ``<run>+<prompting>`` (``base+few_shot``), so it never stands in for the plain one.
     """
     if max_new_tokens < 1:
         raise CuratorError("max_new_tokens must be at least 1")
@@ -426,14 +485,26 @@ def evaluate(
         raise CuratorError("batch_size must be at least 1")
     if limit is not None and limit < 1:
         raise CuratorError("limit must be at least 1")
+    if prompting not in PROMPTING_MODES:
+        raise CuratorError(f"unknown prompting {prompting!r} (choose from {', '.join(PROMPTING_MODES)})")
+    if prompting != "zero_shot" and shots < 1:
+        raise CuratorError("shots must be at least 1")
     info = resolve_run(ws, run, base_model=base_model)
     snap = resolve_snapshot(ws, snapshot)
+    items = _items(read_split(ws, snap, split))
+    if limit is not None:
+        items = items[:limit]
+    shots_key = add_shots(ws, snap, items, prompting, shots, seed) if prompting != "zero_shot" and items else None
+    if prompting != "zero_shot":
+        info = RunInfo(f"{info.id}+{prompting}", info.kind, info.base_model, info.adapter_path, info.adapter_sha256)
     params: dict[str, Any] = {
         "base_model": info.base_model, "base_model_fingerprint": _model_fingerprint(info.base_model),
         "adapter_path": str(info.adapter_path) if info.adapter_path else None, "adapter_sha256": info.adapter_sha256,
         "max_new_tokens": max_new_tokens, "temperature": 0.0, "do_sample": False, "seed": seed, "limit": limit,
         "batch_size": batch_size, "chat_template": "model", "scorer_version": SCORER_VERSION,
     }
+    if prompting != "zero_shot":  # absent for plain evaluations, so their ids (and caches) stay as they were
+        params.update({"prompting": prompting, "shots": shots, "shots_sha256": shots_key})
     eid = _eval_id(info, snap.id, split, params)
     with ws.connect() as con:
         existing = con.execute(f"SELECT {_EVAL_COLUMNS} FROM evals WHERE id = ?", [eid]).fetchall()
@@ -442,9 +513,6 @@ def evaluate(
             log(f"evaluation {eid} of {info.id} on snapshot {snap.id} ({split}) is cached")
         return _to_result(existing[0], cached=True)
 
-    items = _items(read_split(ws, snap, split))
-    if limit is not None:
-        items = items[:limit]
     if not items:
         raise CuratorError(f"snapshot {snap.id} has no {split!r} examples with an assistant answer to evaluate")
     if not existing:
@@ -472,8 +540,10 @@ def evaluate(
         with progress_bar(f"eval {info.id}", total=len(todo), enabled=None if progress else False) as bar:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
+                bar.update(note="generating")
                 outs = generate(model, tok, [it.prompt for it in part], max_new_tokens=max_new_tokens,
                                 batch_size=batch_size, temperature=0.0, seed=seed, progress=bar.advance)
+                bar.update(note="scoring")
                 losses = assistant_losses(model, tok, [it.messages for it in part], batch_size=batch_size)
                 records = []
                 for it, out, (loss, n_tok) in zip(part, outs, losses, strict=True):
@@ -487,6 +557,7 @@ def evaluate(
                         "INSERT INTO eval_results (eval_id, run_id, example_id, prediction, scores, meta) VALUES (?, ?, ?, ?, ?, ?)",
                         records,
                     )
+            bar.update(note="")
         del model
     stored = {r.example_id: r for r in eval_rows(ws, eid)}
     summary = _summary(items, stored)

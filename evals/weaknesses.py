@@ -37,6 +37,12 @@ __all__ = ["cluster", "describe", "weaknesses"]
 _WORD = re.compile(r"[a-z][a-z0-9'_-]*[a-z0-9]")
 
 
+def _score(row: EvalRow, metric: str) -> float:
+    """The row's ``metric`` (rows are filtered to those that have it)."""
+    value = row.scores[metric]
+    return math.nan if value is None else float(value)
+
+
 def cluster(vectors: np.ndarray, n_clusters: int, *, iterations: int = 20) -> np.ndarray:
     """Spherical k-means labels for L2-normalised rows; farthest-first seeding, so fully deterministic."""
     n = vectors.shape[0]
@@ -80,15 +86,15 @@ def describe(
     task: str, prompts: Sequence[str], rows: Sequence[EvalRow], metric: str, overall: float
 ) -> str:
     """A one-line description of a weak group: topic words, the score gap, visible failure modes."""
-    vals = [float(r.scores[metric]) for r in rows if r.scores.get(metric) is not None]
+    vals = [float(v) for r in rows if (v := r.scores.get(metric)) is not None]
     mean = sum(vals) / len(vals) if vals else math.nan
     words = _top_words(prompts)
     about = f" about {', '.join(words)}" if words else ""
     modes = []
-    kp = [r.scores["key_phrase_rate"] for r in rows if r.scores.get("key_phrase_rate") is not None]
+    kp = [float(v) for r in rows if (v := r.scores.get("key_phrase_rate")) is not None]
     if kp and sum(kp) / len(kp) < 0.5:
         modes.append(f"misses key phrases (rate {sum(kp) / len(kp):.2f})")
-    lr = [r.scores["length_ratio"] for r in rows if r.scores.get("length_ratio") is not None]
+    lr = [float(v) for r in rows if (v := r.scores.get("length_ratio")) is not None]
     if lr:
         ratio = sum(lr) / len(lr)
         if ratio > 1.5:
@@ -131,8 +137,8 @@ def weaknesses(
     if not rows:
         raise CuratorError(f"evaluation {ev.id} has no {metric!r} scores")
     sign = -1.0 if metric == "loss" else 1.0
-    overall = sum(float(r.scores[metric]) for r in rows) / len(rows)
-    rows.sort(key=lambda r: (sign * float(r.scores[metric]), r.example_id))
+    overall = sum(_score(r, metric) for r in rows) / len(rows)
+    rows.sort(key=lambda r: (sign * _score(r, metric), r.example_id))
     weak = rows[: max(1, math.ceil(fraction * len(rows)))]
     with ws.connect() as con:
         meta = con.execute(
@@ -166,7 +172,7 @@ def weaknesses(
             ids = sorted(r.example_id for r in g_rows)
             gid = f"{task}-{hashlib.sha256(('|'.join([ev.id, task, *ids])).encode()).hexdigest()[:8]}"
             desc = describe(task, [prompts[i] for i in idx], g_rows, metric, overall)
-            mean = sum(sign * float(r.scores[metric]) for r in g_rows) / len(g_rows)
+            mean = sum(sign * _score(r, metric) for r in g_rows) / len(g_rows)
             groups.append((mean, {"id": gid, "task": task, "description": desc, "example_ids": ids}))
     groups.sort(key=lambda g: (g[0], g[1]["id"]))
     return [g for _, g in groups]

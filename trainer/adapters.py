@@ -69,7 +69,7 @@ class AdapterStack:
         if self.base_model is None:
             raise CuratorError("with only 'base', pass base_model (or --base-model)")
         self.names = list(dict.fromkeys(names))
-        adapters = {rid: ws.path / r.adapter_path for rid, r in self.runs.items() if r.adapter_path}
+        adapters: dict[str, str | Path] = {rid: ws.path / r.adapter_path for rid, r in self.runs.items() if r.adapter_path}
         self.model, self.tokenizer = load_model(self.base_model, adapters=adapters or None)
 
     def generate(self, name: str, conversations: Sequence[list[dict[str, Any]]], **kwargs: Any) -> list[GenOutput]:

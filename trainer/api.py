@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from curator.errors import CuratorError
+from curator.errors import CuratorError, require
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
 from trainer.config import (
@@ -108,6 +108,7 @@ def resume(ws: Workspace, run_id: str, *, log: Callable[[str], None] | None = No
         raise CuratorError(f"run {run.id} trained on preference pairs passed from Python: call trainer.train() "
                            "again with the same pairs to resume it")
     cfg = load_config(dict_config(run.config), method=run.kind)
+    assert isinstance(cfg, SFTConfig | DPOConfig)  # OpenAI runs resumed above
     if not run.snapshot_id:
         raise CuratorError(f"run {run.id} has no snapshot to resume from")
     return _train_local(ws, run.snapshot_id, cfg, base_run=run.meta.get("base_run"), log=log, progress=progress,
@@ -140,6 +141,8 @@ def _train_local(
 ) -> Run:
     from trainer.hardware import check_reporters, resolve_hardware
 
+    for module in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):
+        require(module, "train", f"training ({cfg.method})")  # the [train] extra, before any run exists
     resolve_hardware(cfg.quantization, cfg.precision)  # refuse impossible settings before any run exists
     check_reporters(cfg.report_to)
     is_main, world = _distributed()
@@ -290,7 +293,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

@@ -1,4 +1,8 @@
-"""Trainer callbacks: metrics to ``metrics.jsonl`` and the overfitting guard.
+"""Trainer callbacks: metrics to ``metrics.jsonl``, the overfitting guard, progress.
+
+Progress follows :mod:`curator.progress`: the trainer's tqdm bar on a terminal (:class:`StepBar`),
+heartbeat lines elsewhere (:class:`Heartbeat`: step/max_steps, last loss, elapsed, time left),
+nothing under ``curator -q`` or ``progress=False``.
 
 The guard watches train and eval loss.  After the best evaluation so far, when ``patience``
 evaluations in a row are worse than the best (by more than ``min_delta``) while the train loss
@@ -22,18 +26,21 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-__all__ = ["MetricsLogger", "OverfittingGuard", "StepBar", "TimeBudget", "quiet_bars", "use_progress"]
+from curator.progress import Progress, progress_mode
+
+__all__ = ["Heartbeat", "MetricsLogger", "OverfittingGuard", "StepBar", "TimeBudget", "quiet_bars", "use_progress"]
 
 
 @contextmanager
 def quiet_bars(progress: bool) -> Iterator[None]:
-    """No ``datasets`` map bars ever, no weight-loading bars unless ``progress``, no alias warnings; restored after."""
+    """No ``datasets`` map bars ever, no weight-loading bars unless ``progress`` on a terminal (a tqdm bar
+    in a log file is noise), no alias warnings; restored after."""
     import datasets.utils.logging as ds_logging
     import transformers.utils.logging as tf_logging
 
     ds_was, tf_was = ds_logging.is_progress_bar_enabled(), tf_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
-    if not progress:
+    if progress_mode(progress) != "bar":
         tf_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():
@@ -54,12 +61,56 @@ class StepBar(ProgressCallback):
         pass
 
 
+class Heartbeat(TrainerCallback):
+    """Training as a :mod:`curator.progress` stage in heartbeat mode (for logs, CI, Slurm): a line at the
+    start, every few seconds of steps (step/max_steps, elapsed, time left, last loss) and at the end."""
+
+    def __init__(self, description: str = "train", *, interval: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.description = description
+        self.interval = interval
+        self.clock = clock
+        self.stage: Progress | None = None
+        self._losses: dict[str, float] = {}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        self.stage = Progress(self.description, state.max_steps or None, mode="heartbeat", interval=self.interval,
+                              clock=self.clock)
+        self.stage.done = state.global_step
+        self.stage.start()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.stage is not None:
+            self.stage.update(completed=state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if self.stage is None or not logs:
+            return
+        for key in ("loss", "eval_loss"):
+            if isinstance(logs.get(key), int | float):
+                self._losses[key] = float(logs[key])
+        if self._losses:
+            self.stage.note = "  ".join(f"{k} {v:.4f}" for k, v in self._losses.items())
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.stage is not None:
+            self.stage.update(completed=state.global_step)
+            self.stage.close()
+            self.stage = None
+
+
 def use_progress(trainer: Any, progress: bool) -> None:
-    """Progress bars when asked, never the raw log dicts; quiet ``datasets`` / weight-loading bars."""
+    """Progress when asked (a bar on a terminal, :class:`Heartbeat` lines elsewhere, nothing under ``-q``),
+    never the raw log dicts."""
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if progress:
+    mode = progress_mode(progress)
+    if mode == "bar":
         trainer.add_callback(StepBar())
+    elif mode == "heartbeat":
+        trainer.add_callback(Heartbeat())
 
 
 class MetricsLogger(TrainerCallback):
@@ -154,34 +205,46 @@ class OverfittingGuard(TrainerCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Stops training once ``seconds`` of wall time have passed since training began (0: no budget).
+    """Stops training after ``steps`` optimizer steps (a fixed, reproducible cap: the learning-rate schedule
+    still spans the whole run), or once ``seconds`` of wall time have passed since training began (a
+    safety cap whose result depends on the machine's speed).  0 switches either off.
 
     The last step is then evaluated and checkpointed, so it competes with the earlier checkpoints for
-    "best" (``load_best_model_at_end``) instead of being thrown away.
+    "best" (``load_best_model_at_end``) instead of being thrown away.  ``stopped_by`` says which cap
+    cut the run (``"steps"`` or ``"time"``), ``stopped_at_step`` where.
     """
 
     def __init__(self, seconds: float, log: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, steps: int = 0) -> None:
         self.seconds = seconds
+        self.steps = steps
         self.log = log
         self.clock = clock
         self.stopped_at_step: int | None = None
+        self.stopped_by: str | None = None
         self._t0: float | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._t0 = self.clock()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.seconds <= 0 or self._t0 is None or self.stopped_at_step is not None:
+        if self._t0 is None or self.stopped_at_step is not None or state.global_step >= state.max_steps:
             return
         elapsed = self.clock() - self._t0
-        if elapsed >= self.seconds and state.global_step < state.max_steps:
-            self.stopped_at_step = state.global_step
-            control.should_training_stop = True
-            if args is not None and getattr(args, "eval_strategy", "no") != "no":
-                control.should_evaluate = True
-            if args is not None and getattr(args, "save_strategy", "no") != "no":
-                control.should_save = True
-            if self.log is not None:
-                self.log(f"time budget of {self.seconds:.0f}s reached at step {state.global_step}/{state.max_steps} "
-                         f"({elapsed:.0f}s); stopping")
+        if self.steps > 0 and state.global_step >= self.steps:
+            self.stopped_by = "steps"
+            why = f"step cap of {self.steps} reached ({state.global_step}/{state.max_steps} of the schedule)"
+        elif self.seconds > 0 and elapsed >= self.seconds:
+            self.stopped_by = "time"
+            why = (f"time budget of {self.seconds:.0f}s reached at step {state.global_step}/{state.max_steps} "
+                   f"({elapsed:.0f}s)")
+        else:
+            return
+        self.stopped_at_step = state.global_step
+        control.should_training_stop = True
+        if args is not None and getattr(args, "eval_strategy", "no") != "no":
+            control.should_evaluate = True
+        if args is not None and getattr(args, "save_strategy", "no") != "no":
+            control.should_save = True
+        if self.log is not None:
+            self.log(f"{why}; stopping")

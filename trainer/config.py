@@ -75,7 +75,7 @@ class _Config:
             raise ConfigError(problems, getattr(self, "_source", None))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **dataclasses.asdict(self)}
+        return {"method": self.method, **dataclasses.asdict(self)}  # type: ignore[call-overload]  # subclasses are dataclasses
 
 
 @dataclass
@@ -117,7 +117,11 @@ class _LocalConfig(_Config):
     save_total_limit: int = 2
     overfit_patience: int = 3
     overfit_min_delta: float = 0.0
-    #: Stop after this many seconds of training (evaluations included); 0 = no limit.
+    #: Stop after this many optimizer steps, the schedule still spanning the whole run; 0 = no cap.
+    #: Reproducible: the same data, seed and commit give the same adapter on any machine.
+    stop_after_steps: int = 0
+    #: A safety cap: stop after this many seconds of training (evaluations included); 0 = no limit.
+    #: Its result depends on the machine's speed; a run it cuts says so (``stopped_by_time_budget_at_step``).
     max_train_time_s: float = 0.0
     report_to: list[str] = field(default_factory=list)
 
@@ -163,6 +167,8 @@ class _LocalConfig(_Config):
             p.append(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.eval_steps < 0:
             p.append(f"eval_steps: must be >= 0, 0 = no evaluation (got {self.eval_steps})")
+        if self.stop_after_steps < 0:
+            p.append(f"stop_after_steps: must be >= 0, 0 = no cap (got {self.stop_after_steps})")
         if self.max_train_time_s < 0:
             p.append(f"max_train_time_s: must be >= 0, 0 = no limit (got {self.max_train_time_s})")
         if self.overfit_min_delta < 0:
@@ -361,7 +367,7 @@ def config_from_dict(data: dict[str, Any], method: str | None = None, *, source:
     if problems:
         raise ConfigError(problems, source)
     cfg = cls(**kwargs)
-    cfg._source = source  # type: ignore[union-attr]
+    cfg._source = source
     return cfg
 
 

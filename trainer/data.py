@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def dpo_record(pair: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def pairs_digest(pairs: list[dict[str, Any]]) -> str:
+def pairs_digest(pairs: Sequence[Any]) -> str:
     """A content hash of preference pairs (part of a DPO run's fingerprint when pairs are passed in)."""
     return hashlib.sha256(json.dumps(pairs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -64,7 +64,7 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
     check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
     metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
     guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
-    budget = TimeBudget(cfg.max_train_time_s, log=log)
+    budget = TimeBudget(cfg.max_train_time_s, log=log, steps=cfg.stop_after_steps)
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         peft_config=peft_config, callbacks=[metrics_cb, guard, budget],

@@ -27,7 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from curator.errors import BudgetExceededError, CuratorError, InputError, MissingKeyError, ProviderError
+from curator.errors import (
+    BudgetExceededError,
+    CuratorError,
+    InputError,
+    MissingKeyError,
+    ProviderError,
+    require,
+)
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
 from trainer.config import OpenAIConfig, config_fingerprint, save_config
@@ -69,7 +76,7 @@ def price_for(model: str, override: float | None = None) -> float | None:
 
 
 def _client() -> Any:
-    import openai
+    openai = require("openai", "synth", "OpenAI fine-tuning")
 
     key = os.environ.get("OPENAI_API_KEY")
     if not key:

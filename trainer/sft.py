@@ -106,7 +106,7 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
     metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
     guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
-    budget = TimeBudget(cfg.max_train_time_s, log=log)
+    budget = TimeBudget(cfg.max_train_time_s, log=log, steps=cfg.stop_after_steps)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer, peft_config=peft_config, callbacks=[metrics_cb, guard, budget],
@@ -133,7 +133,8 @@ def train_and_save(job: TrainJob, trainer: Any, metrics_cb: MetricsLogger, guard
     trainer.save_model(str(adapter_dir))
     metrics = _metrics(trainer, result, metrics_cb, guard)
     metrics["hardware"] = hw.to_dict()
-    metrics["stopped_by_time_budget_at_step"] = budget.stopped_at_step
+    metrics["stopped_by_time_budget_at_step"] = budget.stopped_at_step if budget.stopped_by == "time" else None
+    metrics["stopped_by_step_cap_at_step"] = budget.stopped_at_step if budget.stopped_by == "steps" else None
     if trainer.is_world_process_zero():
         shutil.rmtree(adapter_dir / "ref", ignore_errors=True)  # DPO's frozen reference copy is not the result
         shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
@@ -151,7 +152,7 @@ def _replay(guard: OverfittingGuard, checkpoint: Path) -> None:
 def _metrics(trainer: Any, result: Any, metrics_cb: MetricsLogger, guard: OverfittingGuard) -> dict[str, Any]:
     """The run's metrics: final and best losses, the loss history, the guard's verdict."""
     state = trainer.state
-    history = {"train_loss": [], "eval_loss": []}
+    history: dict[str, list[list[float]]] = {"train_loss": [], "eval_loss": []}
     for rec in state.log_history:  # includes the steps before a resume
         if "loss" in rec:
             history["train_loss"].append([rec["step"], round(float(rec["loss"]), 5)])

@@ -6,13 +6,15 @@ prints ``Error: <message>`` and exits 1; anything else is a bug and keeps its tr
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from curator import __version__
-from curator.cli import data, demo, evals, feedback, generate, models, quality, rounds, snapshot, train
-from curator.cli.kit import CuratorGroup, configure_process
+from curator.cli import data, demo, evals, feedback, generate, models, quality, rounds, serve, snapshot, train
+from curator.cli import traces as traces_cli
+from curator.cli.kit import CuratorGroup, configure_logging, configure_process
 from curator.workspace import Workspace
 
 __all__ = ["main"]
@@ -23,11 +25,21 @@ __all__ = ["main"]
     "--workspace", "-w", type=click.Path(file_okay=False, path_type=Path), envvar="CURATOR_WORKSPACE",
     default=".curator", show_default=True, help="Workspace folder (env CURATOR_WORKSPACE).",
 )
+@click.option("--verbose", "-v", is_flag=True, help="Debug detail on stderr.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr (no progress); --json output is unchanged.")
 @click.version_option(__version__, prog_name="curator")
 @click.pass_context
-def main(ctx: click.Context, workspace: Path) -> None:
-    """curator: seed examples and production feedback in, a better fine-tuned model out."""
+def main(ctx: click.Context, workspace: Path, verbose: bool, quiet: bool) -> None:
+    """curator: seed examples and production feedback in, a better fine-tuned model out.
+
+    Notes, stage lines and progress go to stderr: a bar on a terminal, otherwise a heartbeat line
+    every 10 s (env CURATOR_HEARTBEAT, seconds).
+    """
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet contradict each other")
     configure_process()
+    configure_logging(1 if verbose else -1 if quiet else 0)
+    logging.getLogger(__name__).debug("curator %s, workspace %s", __version__, workspace)
     ctx.obj = {"workspace": Workspace(workspace)}
 
 
@@ -40,7 +52,8 @@ COMMANDS: list[click.Command] = [
     snapshot.snapshot,
     train.train_cmd, train.runs_group, train.lineage_cmd, train.chat_cmd, train.export_model_cmd,
     evals.eval_cmd, evals.compare_cmd, evals.evals_cmd, evals.weaknesses_cmd, evals.judge_cmd,
-    rounds.round_cmd, rounds.rounds_group,
+    rounds.round_cmd, rounds.rounds_group, rounds.bakeoff_cmd,
+    serve.serve_cmd, traces_cli.traces,
     models.models,
     demo.demo,
 ]

@@ -23,7 +23,9 @@ def feedback() -> None:
 
 
 @feedback.command("ingest")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--traces", "from_traces", is_flag=True,
+              help="Ingest the rated traces of `curator serve` (its trace logs) instead of files.")
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="auto", show_default=True,
               help="chat logs, trace exports (Langfuse/LangSmith), OASST trees, HH-RLHF pairs.")
 @click.option("--task", help="Task label of the examples made from positives (default: the record's, else 'default').")
@@ -43,7 +45,8 @@ def feedback() -> None:
 @click.option("--sft-chosen", is_flag=True, help="HH-RLHF / pairs: also store the chosen answers as SFT examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str | None, min_rating: float | None,
+def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], from_traces: bool, fmt: str, task: str | None,
+               min_rating: float | None,
                positive_threshold: float | None, negative_threshold: float | None, rating_field: str | None,
                messages_field: str | None, trace_field: str | None, skip_invalid: bool, gate_list: str | None, no_gates: bool,
                sft_chosen: bool, as_json: bool) -> None:
@@ -54,10 +57,19 @@ def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str 
     curator feedback ingest oasst/en_100_tree.jsonl
     curator feedback ingest hh_rlhf/harmless-base_test.jsonl.gz --gates exact,near
     curator feedback ingest export.jsonl --rating-field stars --positive-threshold 4
+    curator feedback ingest --traces
     """
     from curator.feedback.ingest import ingest_feedback
 
     ws = workspace(ctx)
+    if from_traces:
+        if files:
+            raise click.UsageError("give FILES or --traces, not both")
+        _ingest_traces(ws, task, positive_threshold if min_rating is None else min_rating, negative_threshold,
+                       False if no_gates else (gate_list or True), as_json)
+        return
+    if not files:
+        raise click.UsageError("give feedback FILES, or --traces for the traces of `curator serve`")
     reports = []
     for f in files:
         r = ingest_feedback(ws, f, fmt=fmt, task=task, min_rating=min_rating, positive_threshold=positive_threshold,
@@ -71,6 +83,23 @@ def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str 
             log(f"  skipped {r.path}:{s['line']}: {s['reason']}")
     if as_json:
         echo_json(reports if len(reports) > 1 else reports[0])
+
+
+def _ingest_traces(ws: Any, task: str | None, positive: float | None, negative: float | None, gates: Any,
+                   as_json: bool) -> None:
+    from curator.feedback.tracelog import ingest_traces
+
+    r = ingest_traces(ws, task=task, positive_threshold=positive, negative_threshold=negative, gates=gates).to_dict()
+    if as_json:
+        echo_json(r)
+        return
+    imp = r["imported"]
+    click.echo(f"traces: {imp['traces_added']} new traces and {imp['feedback_added']} new ratings imported "
+               f"from {imp['files']} log files; {r['rated_traces']} rated traces to ingest")
+    if r["feedback"]:
+        click.echo(render_report(r["feedback"]))
+    for b in imp["bad_lines"][:10]:
+        log(f"  skipped {b['file']}:{b['line']}: {b['reason']}")
 
 
 def render_report(r: dict[str, Any]) -> str:
@@ -148,7 +177,7 @@ def list_cmd(ctx: click.Context, label: str | None, limit: int, as_json: bool) -
 
 @feedback.command("pairs")
 @click.option("--limit", type=int, default=5, show_default=True)
-@click.option("--basis", type=click.Choice(["rating", "rank", "votes", "preference"]), help="Only pairs made this way.")
+@click.option("--basis", type=click.Choice(["rating", "rank", "votes", "preference", "correction"]), help="Only pairs made this way.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def pairs_cmd(ctx: click.Context, limit: int, basis: str | None, as_json: bool) -> None:

@@ -9,10 +9,11 @@ import click
 
 from curator.cli.kit import log
 from curator.cli.kit import workspace as _ws
+from curator.llm.limits import RetryPolicy
 from curator.llm.providers import GenParams
 from curator.output import echo_json
 from curator.synth.filters import FILTER_NAMES, FilterConfig
-from curator.synth.generate import DEFAULT_TEACHER, GenerateReport, Judge, RetryPolicy, generate
+from curator.synth.generate import DEFAULT_TEACHER, GenerateOptions, GenerateReport, Judge, generate
 from curator.synth.prompts import export_templates as _export_templates
 
 __all__ = ["format_report", "generate_cmd"]
@@ -128,14 +129,15 @@ def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, 
 
         rep = ingest_file(ws, seeds_file, task=task, origin="seed")
         log(f"{seeds_file}: {rep.examples} seed examples, {rep.added} added")
-    report = generate(
-        ws, mode=mode, teacher=teacher, n=n, task=task, system=system, questions=questions,
-        weaknesses=weaknesses, concurrency=concurrency, budget=budget, dry_run=dry_run, seed=seed,
-        params=GenParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
-        templates_dir=templates_dir, judge=Judge(judge, min_score=min_score) if judge else None,
-        progress=True, k=k, filters=FilterConfig(skip=frozenset(skip_filter)),
-        retry=RetryPolicy(max_attempts=max_attempts), rpm=rpm, tpm=tpm, prices=prices,
+    options = GenerateOptions(
+        mode=mode, teacher=teacher, n=n, task=task, system=system, questions=questions, weaknesses=weaknesses,
+        k=k, seed=seed, params=GenParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
+        concurrency=concurrency, budget=budget, dry_run=dry_run,
+        judge=Judge(judge, min_score=min_score) if judge else None, filters=FilterConfig(skip=frozenset(skip_filter)),
+        retry=RetryPolicy(max_attempts=max_attempts), rpm=rpm, tpm=tpm, prices=prices, templates_dir=templates_dir,
+        progress=True,
     )
+    report = generate(ws, options)
     if as_json:
         echo_json(report.to_dict())
     else:

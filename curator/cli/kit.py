@@ -1,5 +1,8 @@
 """Pieces every command module shares: the error-handling group, the workspace, stderr logging.
 
+Logging: :func:`configure_logging` (called by the ``main`` group with ``-v`` / ``-q``) is the one
+place that adds a handler; library code only calls ``logging.getLogger(__name__)``.
+
 A command module outside ``cli.py`` defines ``register(group: click.Group)`` and adds its commands;
 ``curator/commands.py`` lists the modules.
 """
@@ -8,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from typing import Any
 
 import click
 
 from curator.errors import CuratorError
+from curator.progress import progress_mode
 from curator.workspace import Workspace
 
-__all__ = ["CuratorGroup", "configure_process", "log", "workspace"]
+__all__ = ["CuratorGroup", "configure_logging", "configure_process", "log", "workspace"]
 
 
 class CuratorGroup(click.Group):
@@ -35,9 +40,66 @@ def workspace(ctx: click.Context) -> Workspace:
     return ctx.find_root().obj["workspace"]
 
 
+_log = logging.getLogger("curator.cli")
+
+#: The loggers of curator's own packages (``trainer`` and ``evals`` sit beside ``curator``).
+OWN_LOGGERS = ("curator", "trainer", "evals")
+
+
 def log(msg: str) -> None:
-    """Progress and notes go to stderr so stdout stays clean for ``--json``."""
-    click.echo(msg, err=True)
+    """A note for the user (INFO on the ``curator.cli`` logger): stderr, so stdout stays clean for ``--json``."""
+    _log.info(msg)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a progress bar or a test runner may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    """INFO is the bare message (stage lines, heartbeats, notes); other levels say their level, and
+    records of other libraries their logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        if record.levelno == logging.INFO:
+            return msg
+        own = record.name.split(".", 1)[0] in OWN_LOGGERS
+        return f"{record.levelname.lower()}: {msg}" if own else f"{record.levelname.lower()} [{record.name}]: {msg}"
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """One logging setup for the ``curator`` process: ``-1`` (``-q``), ``0`` (default) or ``1`` (``-v``).
+
+    curator's loggers (``curator``, ``trainer``, ``evals``) log at WARNING under ``-q``, INFO by
+    default (stage lines, heartbeats, notes), DEBUG under ``-v``; every other library stays at
+    WARNING (the root logger's level). One handler on the root logger writes to stderr; calling this
+    again (one process, several commands, as in tests) replaces it rather than adding a second one.
+    """
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(h)
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    if progress_mode() != "bar":
+        # Hugging Face's tqdm bars ("Loading weights: 40%|####") would be drawn into a log file or under -q.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers.utils.logging" in sys.modules:  # imported already: the variable came too late
+            sys.modules["transformers.utils.logging"].disable_progress_bar()
 
 
 def configure_process() -> None:

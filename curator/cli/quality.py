@@ -7,6 +7,7 @@ Thin wrappers over :mod:`curator.quality.dedup`, :mod:`curator.quality.leakage`,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -200,7 +201,7 @@ def audit_cmd(ctx: click.Context, as_json: bool, html_path: Path | None, fail_on
         ctx.exit(1)
 
 
-def _summary(d: dict) -> str:  # type: ignore[type-arg]
+def _summary(d: dict[str, Any]) -> str:
     c, ln = d["counts"], d["lengths"]
     lines = [f"{c['active']} active examples ({c['excluded']} excluded)"]
     rows = [[s, *[c["by_split_origin"].get(f"{s}/{o}", 0) for o in c["by_origin"]], n]
@@ -210,6 +211,8 @@ def _summary(d: dict) -> str:  # type: ignore[type-arg]
     lines.append(table([f"{unit}", "n", "p10", "p50", "p90", "p99", "max"],
                        [[s, p["n"], p["p10"], p["p50"], p["p90"], p["p99"], p["max"]]
                         for s, p in [*ln["by_split"].items(), ("all", ln["all"])] if p.get("n")]))
+    if unit == "words" and "(" in ln["unit"]:  # why not tokens, e.g. the pip line of the [train] extra
+        lines.append("lengths in " + ln["unit"])
     lines.append("")
     m = d["metrics"]
     dup = ", ".join(f"{k} {v['excluded']}" for k, v in d["duplicates"]["by_method"].items())

@@ -10,7 +10,7 @@ from curator.cli.kit import CuratorGroup, log, workspace
 from curator.models import DEFAULT_CHAT_MODEL
 from curator.output import echo_json, table
 
-__all__ = ["round_cmd", "rounds_group"]
+__all__ = ["bakeoff_cmd", "round_cmd", "rounds_group"]
 
 
 @click.command("round")
@@ -25,23 +25,38 @@ __all__ = ["round_cmd", "rounds_group"]
 @click.option("--generate", "n_generate", type=int, default=24, show_default=True,
               help="Targeted examples to ask the teacher for at the end of the round (0: none).")
 @click.option("--dpo/--no-dpo", default=None, help="Also train DPO on the snapshot's preference pairs.")
-@click.option("--max-eval", type=int, help="Evaluate on at most this many test examples.")
+@click.option("--max-eval", type=int, help="Evaluate on at most this many dev and test examples each.")
 @click.option("--budget", type=float, help="Spend cap in USD for the teacher in this round.")
 @click.option("--fresh", is_flag=True,
-              help="Train each round from the base model instead of continuing from the previous round's adapter.")
+              help="Train each round from the base model instead of continuing from the champion's adapter.")
+@click.option("--promote-if", type=click.Choice(["bootstrap", "mean", "mcnemar"]), default="bootstrap",
+              show_default=True,
+              help="How the round's run must beat the champion on the dev split to be promoted: the paired "
+                   "bootstrap CI of the metric's delta above 0, the mean delta above 0, or McNemar on exact match.")
+@click.option("--promote-metric", default="rougeL", show_default=True, help="Headline metric of the promotion.")
+@click.option("--promote-confidence", type=float, default=0.9, show_default=True,
+              help="Confidence of the bootstrap interval (or 1 - the McNemar p threshold).")
+@click.option("--baselines", default="zero_shot,few_shot,retrieval_few_shot", show_default=True,
+              help="Prompting baselines of the base model evaluated on test beside the runs (comma-separated; '' for none).")
+@click.option("--shots", type=int, default=5, show_default=True, help="Train examples in a few-shot prompt.")
+@click.option("--base", "base", help="Base model to train (a registry name, folder or hub id); "
+                                     "'auto': the one the latest `curator bakeoff` recommends.")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True,
-              help="Longest answer generated per test example in the evaluation.")
+              help="Longest answer generated per dev and test example in the evaluations.")
 @click.option("--html", "html", type=click.Path(path_type=Path), help="Write the round report here too.")
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("overrides", nargs=-1)
 @click.pass_context
 def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str, config: Path | None,
               feedback: tuple[Path, ...], n_generate: int, dpo: bool | None, max_eval: int | None,
-              budget: float | None, fresh: bool, max_new_tokens: int, html: Path | None, as_json: bool,
-              overrides: tuple[str, ...]) -> None:
-    """Run the loop: snapshot -> train -> evaluate -> weaknesses -> targeted data.
+              budget: float | None, fresh: bool, promote_if: str, promote_metric: str, promote_confidence: float,
+              baselines: str, shots: int, base: str | None, max_new_tokens: int, html: Path | None, as_json: bool, overrides: tuple[str, ...]) -> None:
+    """Run the loop: snapshot -> train -> dev decision -> test report -> dev weaknesses -> targeted data.
 
-    An interrupted round resumes where it stopped (finished training and evaluations are reused).
+    The round's run (the challenger) becomes the champion only when it beats the current champion
+    on the dev split (--promote-if); the next round continues from the champion.  The test split is
+    evaluated for the report only: nothing from it reaches the teacher or the decision.  An
+    interrupted round resumes where it stopped (finished training and evaluations are reused).
     Training overrides go after the options as key=value.
 
     \b
@@ -55,15 +70,20 @@ def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str,
     ws = workspace(ctx)
     results = run_rounds(ws, n_rounds, task=task, teacher=teacher, config=config, overrides=list(overrides),
                          feedback=list(feedback), n_generate=n_generate, dpo=dpo, max_eval=max_eval, budget=budget,
-                         fresh=fresh, max_new_tokens=max_new_tokens, log=log)
+                         fresh=fresh, max_new_tokens=max_new_tokens, promote_if=promote_if,
+                         promote_metric=promote_metric, promote_confidence=promote_confidence,
+                         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), shots=shots, base=base, log=log)
     report = write_round_report(ws, html)
     if as_json:
         echo_json({"rounds": [r.to_dict() for r in results], "report": str(report)})
         return
     for r in results:
-        click.echo(f"round {r.round}: snapshot {r.snapshot_id}, run {r.run_id}, vs {r.baseline}: "
+        click.echo(f"round {r.round}: snapshot {r.snapshot_id}, run {r.run_id}, vs champion {r.baseline}: test "
                    + ", ".join(f"{m} {r.baseline_summary.get(m, 0):.3f} -> {r.summary.get(m, 0):.3f}"
                                for m in ("rougeL", "key_phrase_rate") if m in r.summary))
+        click.echo(f"  {r.promotion.get('reason', '')}; champion now {r.champion}")
+        for mode, b in r.baselines.items():
+            click.echo(f"  baseline {mode}: test rougeL {b['summary'].get('rougeL', float('nan')):.3f}")
     click.echo(f"report: {report}")
 
 
@@ -76,7 +96,7 @@ def rounds_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def rounds_list(ctx: click.Context, as_json: bool) -> None:
-    """Each round with its snapshot, run and test metrics, and the change from its baseline.
+    """Each round: snapshot, run, whether it was promoted, the champion after it, test metrics vs the champion before.
 
     \b
     curator rounds list
@@ -100,8 +120,11 @@ def rounds_list(ctx: click.Context, as_json: bool) -> None:
                 cells.append(f"{s[m]:.3f}" + (f" ({delta:+.3f})" if delta is not None else ""))
             else:
                 cells.append("-")
-        out.append((r["round"], r["status"], r["snapshot_id"] or "", r["run_id"] or "", r["baseline"] or "", *cells))
-    click.echo(table(["round", "status", "snapshot", "run", "vs", "rougeL", "key phrases", "bleu"], out))
+        promoted = "" if r["status"] != "done" else "yes" if r["promoted"] else "no"
+        out.append((r["round"], r["status"], r["snapshot_id"] or "", r["run_id"] or "", r["baseline"] or "",
+                    promoted, r["champion"] or "", *cells))
+    click.echo(table(["round", "status", "snapshot", "run", "vs", "promoted", "champion", "test rougeL",
+                      "key phrases", "bleu"], out))
 
 
 @rounds_group.command("report")
@@ -116,3 +139,42 @@ def rounds_report(ctx: click.Context, html: Path | None) -> None:
     from curator.loop.report import write_round_report
 
     click.echo(str(write_round_report(workspace(ctx), html)))
+
+
+@click.command("bakeoff")
+@click.option("--models", required=True,
+              help="Comma-separated base models: registry names (local:...), model folders, or hub ids when online.")
+@click.option("--few-shot", "few_shot", type=int, default=5, show_default=True,
+              help="Also evaluate each model with this many train examples in the prompt (0: zero-shot only).")
+@click.option("--task", help="Score only this task's examples.")
+@click.option("--snapshot", default="latest", show_default=True)
+@click.option("--split", type=click.Choice(["eval", "test"]), default="test", show_default=True)
+@click.option("--metric", default="rougeL", show_default=True, help="The metric the recommendation is made on.")
+@click.option("--max-eval", type=int, help="Evaluate on at most this many examples.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bakeoff_cmd(ctx: click.Context, models: str, few_shot: int, task: str | None, snapshot: str, split: str,
+                metric: str, max_eval: int | None, max_new_tokens: int, as_json: bool) -> None:
+    """Benchmark several base models, zero- and few-shot, before committing to one; recommend the best.
+
+    `curator round --base auto` then trains the recommended model.
+
+    \b
+    curator bakeoff --models local:smollm2-135m-instruct,./models/qwen2.5-0.5b --few-shot 5
+    curator bakeoff --models local:smollm2-135m-instruct --task support --json
+    """
+    from curator.loop.bakeoff import bakeoff
+
+    out = bakeoff(workspace(ctx), models.split(","), few_shot=few_shot, task=task, snapshot=snapshot, split=split,
+                  metric=metric, max_eval=max_eval, max_new_tokens=max_new_tokens, log=log)
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(table(["model", "prompting", "n", metric, "key phrases"],
+                     [(r["model"], r["prompting"].replace("_", "-") + (f" ({r['shots']})" if r["shots"] else ""),
+                       r["n"], f"{r[metric]:.3f}" if isinstance(r[metric], int | float) else "-",
+                       f"{r['key_phrase_rate']:.3f}" if isinstance(r["key_phrase_rate"], int | float) else "-")
+                      for r in out["rows"]]))
+    rec = out["recommendation"]
+    click.echo(f"recommended: {rec['model']} ({rec['why']}); train it with `curator round --base auto`")

@@ -261,7 +261,7 @@ def chat_cmd(ctx: click.Context, runs: tuple[str, ...], system: str | None, syst
     refs = [r if r == "base" else get_run(ws, r).id for r in runs]
     log("loading the base model and adapters ...")
     stack = AdapterStack(ws, refs, base_model=base_model)
-    kwargs = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature}
 
     def ask(text: str) -> dict[str, str]:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]

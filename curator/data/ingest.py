@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.abc
+import logging
 import multiprocessing as mp
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -34,11 +36,18 @@ from curator.records import Example, group_key, messages_json, normalize_message
 from curator.records import example_id as _example_id
 from curator.workspace import Workspace
 
+if TYPE_CHECKING:
+    import duckdb
+
 __all__ = ["ORIGINS", "Columns", "IngestReport", "ingest_file", "store_examples"]
 
 ORIGINS = ("import", "seed", "synthetic", "feedback")
 #: JSON Lines files larger than this are converted by worker processes.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+#: Files at least this large (seconds of work) get a start and an end line at INFO; smaller ones at DEBUG.
+ANNOUNCE_MIN_BYTES = PARALLEL_MIN_BYTES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -277,7 +286,11 @@ def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, f
 def _first_of_each_id(table: pa.Table) -> tuple[pa.Table, int]:
     """Keep the first row of each example id; returns (table, repeats dropped)."""
     seen: set[str] = set()
-    keep = [i for i, eid in enumerate(table.column("id").to_pylist()) if not (eid in seen or seen.add(eid))]
+    keep: list[int] = []
+    for i, eid in enumerate(table.column("id").to_pylist()):
+        if eid not in seen:
+            seen.add(eid)
+            keep.append(i)
     dropped = table.num_rows - len(keep)
     return (table.take(pa.array(keep, pa.int64())) if dropped else table), dropped
 
@@ -310,6 +323,10 @@ def ingest_file(
     if origin not in ORIGINS:
         raise CuratorError(f"unknown origin {origin!r} (choose from {', '.join(ORIGINS)})")
     path = Path(path)
+    t0 = time.monotonic()
+    size = path.stat().st_size if path.is_file() else 0
+    level = logging.INFO if size >= ANNOUNCE_MIN_BYTES else logging.DEBUG
+    log.log(level, "[ingest] %s (%.1f MB) started", path, size / 1e6)
     src, rows = read_rows(path, fmt, csv_mapping, hf_split)
     source = str(path.resolve())
     ctx = _Ctx(task, origin, split, source, src.unit, src.format)
@@ -344,10 +361,12 @@ def ingest_file(
     report.added = added
     report.already_present = table.num_rows - added
     report.by_split = by_split
+    log.log(level, "[ingest] %s done in %.1f s: %d rows read, %d added", path, time.monotonic() - t0,
+            report.rows_read, added)
     return report
 
 
-def _move_to_pinned(con: Any, ids: Any, split: str, source: str) -> dict[str, int]:
+def _move_to_pinned(con: duckdb.DuckDBPyConnection, ids: Any, split: str, source: str) -> dict[str, int]:
     """Move already-stored examples of a file pinned to ``split`` there when they sit in a less held-out split.
 
     Held-out sets only grow: a test file that repeats a train example takes it out of train (a snapshot
@@ -383,7 +402,7 @@ def _dataset_split(name: str | None) -> str | None:
     )
 
 
-def store_examples(con: Any, ws: Workspace, examples: Columns | list[Example] | pa.Table) -> tuple[int, dict[str, int]]:
+def store_examples(con: duckdb.DuckDBPyConnection, ws: Workspace, examples: Columns | list[Example] | pa.Table) -> tuple[int, dict[str, int]]:
     """Insert the examples not yet stored and give each new one its split.  Call inside a transaction.
 
     ``examples``: examples, their :class:`Columns`, or the Arrow table ``Columns.to_arrow`` makes

@@ -203,7 +203,7 @@ def _content(value: Any, where: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # OpenAI / Anthropic content parts
-        texts = [p.get("text") if isinstance(p, dict) else p for p in value]
+        texts: list[Any] = [p.get("text") if isinstance(p, dict) else p for p in value]
         if all(isinstance(t, str) for t in texts):
             return "\n".join(texts)
     if value is None:

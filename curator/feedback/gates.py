@@ -8,37 +8,29 @@ First, a candidate whose prompt group (first user turn, :func:`curator.records.g
 has an eval or test example is rejected: by the group rule it would join that split.  Then the
 dataset-quality functions decide: :func:`curator.quality.leakage.find_leaks_of` (``exact`` and
 ``ngram`` overlap, plus ``semantic`` when asked) and :func:`curator.quality.dedup.find_duplicates_of`
-(``exact``, ``near``, ``semantic``).  When they cannot be imported, a local fallback runs: exact
-(folded text, :func:`curator.quality.dedup.normalize.exact_key`) and near (word-bigram Jaccard >=
-:data:`NEAR_THRESHOLD`, :func:`curator.quality.dedup.minhash.near_duplicate_pairs`) on the conversation
-text, and for leakage the same two on the conversation and on the prompt against eval/test
-examples; no semantic check there.
+(``exact``, ``near``, ``semantic``), with the one text fold of :mod:`curator.quality.fold`.
 
 :func:`gate` returns, for each rejected candidate id, the reason, plus the names of the gates that ran.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from curator.embed import example_text
 from curator.errors import CuratorError
-from curator.quality.dedup.minhash import near_duplicate_pairs
-from curator.quality.dedup.normalize import exact_key
+from curator.quality.dedup import find_duplicates_of
+from curator.quality.leakage import find_leaks_of
 from curator.records import Example
 from curator.workspace import Workspace
 
-__all__ = ["GATE_METHODS", "NEAR_THRESHOLD", "GateResult", "gate", "gate_methods"]
+__all__ = ["GATE_METHODS", "GateResult", "gate", "gate_methods"]
 
 #: Duplicate methods a positive is checked with; ``semantic`` also adds the semantic leakage check.
 GATE_METHODS = ("exact", "near", "semantic")
-#: Word-bigram Jaccard at or above which two conversations are near duplicates (fallback gates).
-NEAR_THRESHOLD = 0.8
 
 
 @dataclass
@@ -70,16 +62,6 @@ def gate(ws: Workspace, con: Any, candidates: Sequence[Example], methods: Sequen
     leak_methods = ("exact", "ngram", "semantic") if "semantic" in methods else ("exact", "ngram")
     result.rejected.update(_group_leaks(con, candidates))
     result.gates.append("prompt group vs eval/test")
-    try:
-        from curator.quality.dedup import find_duplicates_of
-        from curator.quality.leakage import find_leaks_of
-    except ImportError:
-        result.rejected.update(_fallback_leaks(con, [c for c in candidates if c.id not in result.rejected]))
-        rest = [c for c in candidates if c.id not in result.rejected]
-        result.rejected.update(_fallback_duplicates(con, rest, "near" in methods))
-        dup = "+".join(m for m in methods if m != "semantic") or "-"
-        result.gates += ["leakage exact+near vs eval/test (fallback)", f"duplicates {dup} (fallback)"]
-        return result
     rest = [c for c in candidates if c.id not in result.rejected]
     for m in find_leaks_of(ws, rest, splits=("eval", "test"), methods=leak_methods):
         c = rest[m.candidate]
@@ -117,61 +99,3 @@ def _group_leaks(con: Any, candidates: Sequence[Example]) -> dict[str, str]:
     found = {g: (split, eid) for g, split, eid in rows}
     return {c.id: f"leakage (prompt) into {found[c.group][0]} example {found[c.group][1]}: same first user turn"
             for c in candidates if c.group in found}
-
-
-# -- fallback -------------------------------------------------------------------------------------------------
-def _stored(con: Any, where: str) -> tuple[list[str], list[list[dict[str, Any]]], list[str]]:
-    rows = con.execute(
-        f"SELECT e.id, e.messages::VARCHAR, s.split FROM examples e JOIN splits s ON s.example_id = e.id WHERE {where}"
-    ).fetchall()
-    return [r[0] for r in rows], [json.loads(r[1]) for r in rows], [r[2] for r in rows]
-
-
-def _fallback_leaks(con: Any, candidates: Sequence[Example]) -> dict[str, str]:
-    ids, messages, splits = _stored(con, "s.split IN ('eval', 'test') AND e.status = 'active'")
-    out: dict[str, str] = {}
-    if not ids:
-        return out
-    for view in ("conversation", "prompt"):
-        keys: dict[str, int] = {}
-        for i, m in enumerate(messages):
-            keys.setdefault(exact_key(example_text(m, view)), i)
-        for c in candidates:
-            j = keys.get(exact_key(example_text(c.messages, view)))
-            if j is not None:
-                out.setdefault(c.id, f"leakage (exact {view}) into {splits[j]} example {ids[j]}")
-    for view in ("conversation", "prompt"):
-        texts = [example_text(m, view) for m in messages] + [example_text(c.messages, view) for c in candidates]
-        pairs, scores = near_duplicate_pairs(texts, NEAR_THRESHOLD, weights=(0.2, 0.8))
-        n = len(ids)
-        for (a, b), s in zip(pairs.tolist(), scores.tolist(), strict=True):
-            if a < n <= b:
-                out.setdefault(candidates[b - n].id, f"leakage (near {view} {s:.2f}) into {splits[a]} example {ids[a]}")
-    return out
-
-
-def _fallback_duplicates(con: Any, candidates: Sequence[Example], near: bool) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if not candidates:
-        return out
-    ids, messages, _ = _stored(con, "e.status = 'active'")
-    keys: dict[str, str] = {}
-    for i, m in enumerate(messages):
-        keys.setdefault(exact_key(example_text(m)), ids[i])
-    for c in candidates:
-        key = exact_key(example_text(c.messages))
-        if key in keys:
-            out[c.id] = f"duplicate (exact) of {keys[key]}"
-        else:
-            keys[key] = f"{c.id} (same file)"
-    if not near:
-        return out
-    n = len(ids)
-    texts = [example_text(m) for m in messages] + [example_text(c.messages) for c in candidates]
-    pairs, scores = near_duplicate_pairs(texts, NEAR_THRESHOLD, weights=(0.2, 0.8))
-    for (a, b), s in sorted(zip(pairs.tolist(), scores.tolist(), strict=True), key=lambda p: (p[0][1], p[0][0])):
-        if b < n:
-            continue  # b > a, so b is a candidate; a is stored or an earlier candidate
-        other = ids[a] if a < n else f"{candidates[a - n].id} (same file)"
-        out.setdefault(candidates[b - n].id, f"duplicate (near {s:.2f}) of {other}")
-    return out

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -39,6 +39,9 @@ from curator.feedback.readers import read_feedback
 from curator.quality.pii import KINDS, scrub
 from curator.records import Example, example_id, messages_json, normalize_messages
 from curator.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["FeedbackReport", "ingest_feedback"]
 
@@ -147,7 +150,7 @@ def _trace_ids(raw: list[Event], events: list[_Event], fmt: str) -> None:
         e.trace_id = f"{base}:{suffix}" if suffix else base
 
 
-def _existing(con: Any, table: str, column: str, values: list[str]) -> set[str]:
+def _existing(con: duckdb.DuckDBPyConnection, table: str, column: str, values: list[str]) -> set[str]:
     if not values:
         return set()
     con.register("_lookup", pa.table({"v": values}))
@@ -158,7 +161,7 @@ def _existing(con: Any, table: str, column: str, values: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _insert_events(con: Any, events: list[_Event], source: str, fmt: str) -> None:
+def _insert_events(con: duckdb.DuckDBPyConnection, events: list[_Event], source: str, fmt: str) -> None:
     if not events:
         return
     table = pa.table({
@@ -205,7 +208,7 @@ def _explicit_pairs(events: list[_Event], refs: list[tuple[int, int, float | Non
     return out
 
 
-def _prompt_pairs(con: Any, new: list[_Event], source: str) -> list[Pair]:
+def _prompt_pairs(con: duckdb.DuckDBPyConnection, new: list[_Event], source: str) -> list[Pair]:
     """Liked x disliked answers to the same prompt, over every stored rated-log event of the prompts touched."""
     keys = sorted({e.prompt_key for e in new if e.pair_by_prompt and e.label in ("positive", "negative")})
     if not keys:
@@ -215,7 +218,7 @@ def _prompt_pairs(con: Any, new: list[_Event], source: str) -> list[Pair]:
         rows = con.execute(
             """SELECT prompt_key, trace_id, messages::VARCHAR, rating, label, meta->>'rating_kind', format
                FROM feedback WHERE prompt_key IN (SELECT k FROM _keys) AND label IN ('positive', 'negative')
-                 AND format IN ('chat', 'trace')
+                 AND format IN ('chat', 'trace', 'serve')
                ORDER BY prompt_key, created_at, trace_id"""
         ).fetchall()
     finally:
@@ -353,7 +356,7 @@ class _Plan:
     owners: list[tuple[_Event, str]]
 
 
-def _plan_positives(con: Any, new: list[_Event], task: str | None, source: str, fmt: str,
+def _plan_positives(con: duckdb.DuckDBPyConnection, new: list[_Event], task: str | None, source: str, fmt: str,
                     report: FeedbackReport) -> _Plan:
     """New positives -> examples (one per distinct conversation); the rest get their ``gate_reason``."""
     not_for_sft: Counter[str] = Counter()

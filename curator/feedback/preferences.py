@@ -22,7 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -31,6 +31,9 @@ import pyarrow.parquet as pq
 from curator.data.splits import DEFAULT_RATIOS, hash_split
 from curator.errors import IntegrityError, SnapshotError
 from curator.records import group_key, messages_json
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "DPO_SPLITS",
@@ -71,7 +74,7 @@ class Pair:
         return pair_id(self.prompt, self.chosen, self.rejected)
 
 
-def store_pairs(con: Any, pairs: list[Pair]) -> int:
+def store_pairs(con: duckdb.DuckDBPyConnection, pairs: list[Pair]) -> int:
     """Insert the pairs not stored yet (by id; the first of repeats wins).  Call inside a transaction."""
     seen: set[str] = set()
     rows: dict[str, list[Any]] = {k: [] for k in ("id", "prompt", "chosen", "rejected", "source", "margin",
@@ -107,7 +110,7 @@ def store_pairs(con: Any, pairs: list[Pair]) -> int:
     return int(after - before)
 
 
-def pair_splits(con: Any) -> dict[str, str]:
+def pair_splits(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """group_key -> split for every prompt group of the stored pairs."""
     rows = con.execute("SELECT value FROM settings WHERE key = 'split_ratios'").fetchall()
     ratios = tuple(json.loads(rows[0][0])) if rows else DEFAULT_RATIOS
@@ -123,12 +126,12 @@ def pair_splits(con: Any) -> dict[str, str]:
     for g in groups:
         # Like examples of feedback origin, a new group never hashes into test (the test split is what users
         # bring); a group that already has a test example stays test and its pairs are held out.
-        hashed = hash_split(g, ratios)  # type: ignore[arg-type]
+        hashed = hash_split(g, ratios)
         out[g] = known.get(g) or ("train" if hashed == "test" else hashed)
     return out
 
 
-def snapshot_digest(con: Any) -> str:
+def snapshot_digest(con: duckdb.DuckDBPyConnection) -> str:
     """What the snapshot id should also cover: ``""`` without pairs, else a line hashing the pairs by split.
 
     Empty when there are no pairs, so the ids of example-only snapshots stay as they were.
@@ -149,7 +152,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_snapshot_preferences(con: Any, folder: Path) -> dict[str, Any]:
+def write_snapshot_preferences(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any]:
     """Snapshot writer: ``preferences/{train,eval}.parquet`` in ``folder``; returns the manifest entry."""
     splits = pair_splits(con)
     con.register("_pair_splits", pa.table({"group_key": list(splits), "split": list(splits.values())}))
@@ -182,7 +185,7 @@ def _manifest_pairs(snap_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
     if not info:
         raise SnapshotError(f"snapshot {snap_id} has no preference pairs (it was made before feedback ingestion "
                             "was available); create a new snapshot")
-    return info  # type: ignore[no-any-return]
+    return info
 
 
 def dpo_export_splits(snap_id: str, manifest: dict[str, Any], split: str | None) -> list[str]:

@@ -1,22 +1,28 @@
-"""Iterative rounds: snapshot -> train -> evaluate -> weaknesses -> targeted data -> next round.
+"""Iterative rounds: snapshot -> train -> evaluate -> weaknesses (on dev) -> targeted data -> promote or not.
 
 One round, in order (each step is idempotent, so an interrupted round resumes where it stopped):
 
 1. ingest feedback logs given for this round (PII-scrubbed; positives and preference pairs);
 2. snapshot the active examples (the leakage gate refuses a leaking snapshot);
-3. train an SFT adapter on the snapshot, starting from the previous round's adapter (from the base
-   model in round 1, or with ``fresh``); a finished training with the same snapshot, config and
-   starting point is reused, not redone; then DPO on top when the snapshot has preference pairs
-   and the config asks;
-4. evaluate the run on the held-out test split, and the previous round's run (the base model for
-   round 1) on the same split, and compare them example by example (predictions of test examples
-   that an earlier evaluation of the same run already made are reused);
-5. find the weaknesses (lowest-scoring test examples grouped by embedding cluster);
-6. generate targeted examples for them with the teacher, filtered for duplicates and for overlap
-   with eval/test, ready for the next round's snapshot.
+3. train an SFT adapter on the snapshot (the **challenger**), starting from the current **champion**'s
+   adapter (the base model until a round is promoted, or with ``fresh``); a finished training with the
+   same snapshot, config and starting point is reused, not redone; then DPO on top when the snapshot
+   has preference pairs and the config asks;
+4. evaluate challenger and champion on the **dev** split (``eval``) and decide: the challenger is
+   promoted only when it beats the champion there under the stated criterion
+   (:data:`PROMOTION_CRITERIA`: a paired bootstrap CI of the headline metric's delta above 0 by
+   default); otherwise the champion stays and the next round continues from it;
+5. evaluate both on the held-out **test** split, for the report only (predictions an earlier
+   evaluation of the same run made on the same examples are reused);
+6. find the weaknesses of the champion-to-be on the **dev** split (lowest-scoring dev examples grouped
+   by embedding cluster) and generate targeted examples for them with the teacher, filtered for
+   duplicates and for overlap with eval/test, ready for the next round's snapshot.
 
-Each round is a row in ``rounds`` (snapshot, run, evaluation summary and deltas, the batch of data it
-produced).  This module wires the other parts together; it owns no algorithm of its own.
+Nothing computed from the test split (prompts, answers, words, cluster descriptions, example ids)
+reaches a teacher request, a training set or a decision: the test split is evaluated once per round
+and only reported.  Each round is a row in ``rounds`` (snapshot, run, dev and test evaluations, the
+promotion decision with its evidence, the champion after the round, the batch of data it produced).
+This module wires the other parts together; its one algorithm of its own is :func:`decide_promotion`.
 """
 
 from __future__ import annotations
@@ -32,9 +38,76 @@ from curator.errors import CuratorError
 from curator.models import DEFAULT_CHAT_MODEL
 from curator.workspace import Workspace
 
-__all__ = ["RoundResult", "list_rounds", "run_round", "run_rounds"]
+__all__ = ["PROMOTION_CRITERIA", "Promotion", "RoundResult", "champion", "decide_promotion", "list_rounds",
+           "run_round", "run_rounds"]
 
 HEADLINE_METRICS = ("rougeL", "key_phrase_rate", "bleu", "exact_match")
+#: How a challenger must beat the champion on the dev split to be promoted:
+#: ``bootstrap``: the paired bootstrap CI (at ``confidence``) of the headline metric's mean delta lies above 0;
+#: ``mean``: the mean paired delta of the headline metric is above 0;
+#: ``mcnemar``: on exact match, more examples fixed than broken, with McNemar's p < 1 - ``confidence``.
+PROMOTION_CRITERIA = ("bootstrap", "mean", "mcnemar")
+DEV_SPLIT = "eval"
+
+
+@dataclass
+class Promotion:
+    """The champion/challenger decision of one round, with the evidence it was made on."""
+
+    promoted: bool
+    criterion: str
+    metric: str
+    champion: str          # the champion before the round (a run id or ``base``)
+    challenger: str        # the round's run
+    n: int                 # paired dev examples
+    champion_score: float | None
+    challenger_score: float | None
+    delta: float | None
+    ci: list[float | None]
+    confidence: float
+    p_value: float | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def decide_promotion(cmp: Any, *, criterion: str = "bootstrap", metric: str = "rougeL",
+                     confidence: float = 0.9) -> Promotion:
+    """Whether the run of ``cmp`` (an :class:`evals.compare.Comparison` of challenger vs champion on the
+    dev split) beats its baseline under ``criterion`` (see :data:`PROMOTION_CRITERIA`)."""
+    if criterion not in PROMOTION_CRITERIA:
+        raise CuratorError(f"unknown promotion criterion {criterion!r} (choose from {', '.join(PROMOTION_CRITERIA)})")
+    try:
+        m = cmp.metric(metric)
+    except KeyError:
+        raise CuratorError(f"the dev comparison has no {metric!r} scores (promotion metric)") from None
+    champion, challenger = str(cmp.baseline.get("run_id")), str(cmp.run.get("run_id"))
+    p_value = None
+    if m.n == 0 or m.delta is None:
+        ok, why = False, f"no paired dev examples scored on {metric}"
+    elif criterion == "mean":
+        ok = m.delta > 0
+        why = f"mean {metric} delta {m.delta:+.4f} on {m.n} dev examples is {'above' if ok else 'not above'} 0"
+    elif criterion == "bootstrap":
+        ok = m.ci_low is not None and m.ci_low > 0
+        why = (f"{confidence:.0%} paired bootstrap CI of the {metric} delta on {m.n} dev examples is "
+               f"[{_f(m.ci_low)}, {_f(m.ci_high)}] (mean {m.delta:+.4f}): "
+               + ("entirely above 0" if ok else "not entirely above 0"))
+    else:
+        t = cmp.mcnemar
+        p_value = t.p_value
+        ok = t.fixed > t.broken and t.p_value < 1 - confidence
+        why = (f"exact match on {m.n} dev examples: {t.fixed} fixed, {t.broken} broken, McNemar p = {t.p_value:.3g} "
+               f"({'below' if t.p_value < 1 - confidence else 'not below'} {1 - confidence:.2g})")
+    reason = ("promoted: " if ok else "not promoted: ") + why
+    return Promotion(promoted=ok, criterion=criterion, metric=metric, champion=champion, challenger=challenger,
+                     n=m.n, champion_score=m.baseline, challenger_score=m.run, delta=m.delta,
+                     ci=[m.ci_low, m.ci_high], confidence=confidence, p_value=p_value, reason=reason)
+
+
+def _f(v: float | None) -> str:
+    return "nan" if v is None else f"{v:+.4f}"
 
 
 @dataclass
@@ -51,6 +124,11 @@ class RoundResult:
     batch: dict[str, Any] = field(default_factory=dict)
     feedback: dict[str, Any] | None = None
     seconds: float = 0.0
+    dev_eval_id: str | None = None
+    promoted: bool = False
+    champion: str = "base"          # the champion after this round
+    promotion: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)  # zero_shot, few_shot, retrieval_few_shot on test
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -66,10 +144,12 @@ def _next_round(ws: Workspace) -> tuple[int, bool]:
     return (last, True) if status != "done" else (last + 1, False)
 
 
-def _previous_run(ws: Workspace, round_no: int) -> str:
+def champion(ws: Workspace, before_round: int | None = None) -> str:
+    """The current champion: the run of the latest promoted round (before ``before_round``), else ``base``."""
     with ws.connect() as con:
         rows = con.execute(
-            "SELECT run_id FROM rounds WHERE round < ? AND status = 'done' ORDER BY round DESC LIMIT 1", [round_no]
+            "SELECT champion FROM rounds WHERE status = 'done' AND champion IS NOT NULL AND round < ? "
+            "ORDER BY round DESC LIMIT 1", [before_round if before_round is not None else 2**31 - 1]
         ).fetchall()
     return rows[0][0] if rows and rows[0][0] else "base"
 
@@ -101,13 +181,25 @@ def run_round(
     gen_max_tokens: int | None = None,
     max_new_tokens: int = 256,
     eval_batch_size: int = 16,
+    promote_if: str = "bootstrap",
+    promote_metric: str = "rougeL",
+    promote_confidence: float = 0.9,
+    baselines: tuple[str, ...] | list[str] = ("zero_shot", "few_shot", "retrieval_few_shot"),
+    shots: int = 5,
+    base: str | None = None,
     log: Callable[[str], None] = print,
 ) -> RoundResult:
     """Run (or resume) the next round; see the module docstring for the steps.
 
-    Training continues from the previous round's adapter (``fresh=True``: from the base model each
-    round).  ``max_new_tokens`` / ``eval_batch_size``: generation settings of the test evaluation;
-    ``gen_max_tokens``: longest teacher reply in targeted generation (default: the provider default).
+    Training continues from the champion's adapter (``fresh=True``: from the base model each round).
+    ``max_new_tokens`` / ``eval_batch_size``: generation settings of the dev and test evaluations
+    (``max_eval`` caps the examples of each); ``gen_max_tokens``: longest teacher reply in targeted
+    generation (default: the provider default).  ``promote_if`` / ``promote_metric`` /
+    ``promote_confidence``: the champion/challenger criterion (:func:`decide_promotion`).  ``baselines``:
+    the prompting baselines evaluated on test beside the runs (the base model zero-shot, with ``shots``
+    fixed train examples, with the ``shots`` nearest train examples), so the report shows whether
+    fine-tuning beats prompting on the task.  ``base``: the base model to train (``auto``: the one the
+    latest ``curator bakeoff`` recommends); default: the config's.
     """
     from curator.snapshots import create_snapshot
     from evals.compare import compare
@@ -121,6 +213,24 @@ def run_round(
                                ("gen_max_tokens", gen_max_tokens, 1)):
         if value is not None and value < least:
             raise CuratorError(f"{name} must be at least {least} (got {value})")
+    if promote_if not in PROMOTION_CRITERIA:
+        raise CuratorError(f"unknown promotion criterion {promote_if!r} (choose from {', '.join(PROMOTION_CRITERIA)})")
+    if not 0 < promote_confidence < 1:
+        raise CuratorError(f"promote_confidence must be between 0 and 1 (got {promote_confidence})")
+    from evals.runner import PROMPTING_MODES
+
+    unknown = [b for b in baselines if b not in PROMPTING_MODES]
+    if unknown:
+        raise CuratorError(f"unknown baseline {unknown[0]!r} (choose from {', '.join(PROMPTING_MODES)})")
+    if shots < 1:
+        raise CuratorError(f"shots must be at least 1 (got {shots})")
+    if base is not None:
+        if base == "auto":
+            from curator.loop.bakeoff import recommended_base
+
+            base = recommended_base(ws)
+            log(f"base model from the latest bake-off: {base}")
+        overrides = [f"base_model={base}", *overrides]
     t0 = time.time()
     round_no, resuming = _next_round(ws)
     log(f"[round {round_no}] {'resuming' if resuming else 'starting'}")
@@ -136,37 +246,69 @@ def run_round(
     log(f"[round {round_no}] snapshot {snap.id}: {snap.counts.get('by_split')}, by origin {snap.counts.get('by_origin')}")
     _set_round(ws, round_no, snapshot_id=snap.id, status="snapshot")
 
-    baseline = _previous_run(ws, round_no)
+    baseline = champion(ws, round_no)
     start_from = None if fresh or baseline == "base" else baseline
     if start_from:
-        log(f"[round {round_no}] training continues from the adapter of {start_from}")
+        log(f"[round {round_no}] training continues from the adapter of the champion {start_from}")
     run = train(ws, snap.id, config=config, overrides=list(overrides), method="sft", base_run=start_from, log=log)
     log(f"[round {round_no}] SFT run {run.id} ({run.status})")
     if dpo or (dpo is None and _has_train_pairs(ws, snap.id) and _config_wants_dpo(config)):
-        # The round's config is an SFT config; DPO uses its own default (configs/smollm2-dpo-cpu.yaml settings).
+        # The round's config is an SFT config; DPO uses its own default (the smollm2-dpo-cpu config's settings).
         run = train(ws, snap.id, config=None, method="dpo", base_run=run.id, log=log)
         log(f"[round {round_no}] DPO run {run.id} ({run.status})")
     _set_round(ws, round_no, run_id=run.id, status="trained")
+    base_model = run.base_model or DEFAULT_CHAT_MODEL  # the base model the round trained from
 
-    gen = {"split": "test", "limit": max_eval, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size}
-    result = evaluate(ws, run.id, snapshot=snap.id, log=log, **gen)
-    # Round 1's baseline is the base model the round trained from (not the default local model).
-    base_result = evaluate(ws, baseline, snapshot=snap.id, base_model=run.base_model or DEFAULT_CHAT_MODEL, log=log, **gen)
+    # -- the decision: challenger vs champion on the dev split ---------------------------------------------
+    if not snap.counts.get("by_split", {}).get(DEV_SPLIT):
+        raise CuratorError(f"snapshot {snap.id} has no {DEV_SPLIT} (dev) examples: a round chooses its champion on "
+                           "the dev split and mines weaknesses there, never on test. Ingest a dev file with "
+                           "`--split eval`, or set split ratios that give eval examples (e.g. --ratios 80/10/10)")
+    gen: dict[str, Any] = {"limit": max_eval, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size}
+    dev = evaluate(ws, run.id, snapshot=snap.id, split=DEV_SPLIT, log=log, **gen)
+    dev_champ = evaluate(ws, baseline, snapshot=snap.id, split=DEV_SPLIT, base_model=base_model, log=log, **gen)
+    dev_cmp = compare(ws, dev.eval_id, dev_champ.eval_id, pass_criterion="rougeL>=0.5",
+                      confidence=promote_confidence)
+    decision = decide_promotion(dev_cmp, criterion=promote_if, metric=promote_metric, confidence=promote_confidence)
+    new_champion = run.id if decision.promoted else baseline
+    log(f"[round {round_no}] {run.id} vs champion {baseline} on dev: {decision.reason}")
+    _set_round(ws, round_no, dev_eval_id=dev.eval_id, promoted=decision.promoted, promotion=decision.to_dict())
+
+    # -- the test split: evaluated once, for the report only ----------------------------------------------
+    result = evaluate(ws, run.id, snapshot=snap.id, split="test", log=log, **gen)
+    base_result = evaluate(ws, baseline, snapshot=snap.id, split="test", base_model=base_model, log=log, **gen)
     # An example counts as passed at ROUGE-L >= 0.5 (exact match never moves on free-text answers).
     cmp = compare(ws, result.eval_id, base_result.eval_id, pass_criterion="rougeL>=0.5")
-    deltas = cmp.to_dict() if hasattr(cmp, "to_dict") else dict(cmp)
+    deltas = cmp.to_dict()
     summary = result.summary.get("overall", result.summary)
     base_summary = base_result.summary.get("overall", base_result.summary)
-    log(f"[round {round_no}] test " + ", ".join(
+    log(f"[round {round_no}] test (report only) " + ", ".join(
         f"{m} {base_summary.get(m, float('nan')):.3f} -> {summary.get(m, float('nan')):.3f}"
         for m in HEADLINE_METRICS if m in summary))
+    prompting: dict[str, Any] = {}
+    for mode in baselines:  # the base model prompted, not trained: does fine-tuning beat prompting here?
+        b = evaluate(ws, "base", snapshot=snap.id, split="test", base_model=base_model, prompting=mode,
+                     shots=shots, log=log, **gen)
+        prompting[mode] = {"eval_id": b.eval_id, "summary": b.summary.get("overall", b.summary),
+                           "shots": 0 if mode == "zero_shot" else shots}
+    if prompting:
+        log(f"[round {round_no}] prompting baselines on test: " + ", ".join(
+            f"{mode} rougeL {v['summary'].get('rougeL', float('nan')):.3f}" for mode, v in prompting.items()))
     _set_round(ws, round_no, eval_id=result.eval_id, status="evaluated", eval={
         "summary": summary, "baseline": baseline, "baseline_summary": base_summary,
         "baseline_eval_id": base_result.eval_id, "comparison": _compact_comparison(deltas),
+        "dev": {"summary": dev.summary.get("overall", dev.summary), "eval_id": dev.eval_id,
+                "champion_summary": dev_champ.summary.get("overall", dev_champ.summary),
+                "champion_eval_id": dev_champ.eval_id},
+        "baselines": prompting,
     })
 
-    groups = find_weaknesses(ws, result.eval_id)
-    batch: dict[str, Any] = {"weaknesses": len(groups)}
+    # -- weaknesses of the champion-to-be, on dev only -----------------------------------------------------
+    weak_eval = dev.eval_id if decision.promoted else dev_champ.eval_id
+    groups = find_weaknesses(ws, weak_eval)
+    batch: dict[str, Any] = {"weaknesses": len(groups), "weaknesses_from": {
+        "split": DEV_SPLIT, "eval_id": weak_eval, "run": new_champion,
+        "why": "the dev split: the test split never steers the data"}}
     if groups and n_generate > 0:
         from curator.llm.providers import GenParams
         from curator.synth.generate import generate
@@ -174,13 +316,15 @@ def run_round(
         rep = generate(ws, mode="targeted", teacher=teacher, n=n_generate, task=task, weaknesses=groups,
                        budget=budget, progress=False,
                        params=GenParams(max_tokens=gen_max_tokens) if gen_max_tokens else None)
-        batch.update(rep.to_dict() if hasattr(rep, "to_dict") else dict(rep))
-        log(f"[round {round_no}] targeted generation: {_short(batch)}")
-    _set_round(ws, round_no, batch=batch, status="done", finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+        batch.update(rep.to_dict())
+        log(f"[round {round_no}] targeted generation for {len(groups)} dev weaknesses: {_short(batch)}")
+    _set_round(ws, round_no, batch=batch, champion=new_champion, status="done",
+               finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     return RoundResult(
         round=round_no, task=task, snapshot_id=snap.id, run_id=run.id, eval_id=result.eval_id, baseline=baseline,
         summary=summary, baseline_summary=base_summary, deltas=_compact_comparison(deltas), batch=batch,
-        feedback=fb_report, seconds=round(time.time() - t0, 1),
+        feedback=fb_report, seconds=round(time.time() - t0, 1), dev_eval_id=dev.eval_id,
+        promoted=decision.promoted, champion=new_champion, promotion=decision.to_dict(), baselines=prompting,
     )
 
 
@@ -196,8 +340,8 @@ def list_rounds(ws: Workspace) -> list[dict[str, Any]]:
     """The history: one dict per round with its snapshot, run, headline metrics and deltas."""
     with ws.connect() as con:
         rows = con.execute(
-            "SELECT round, task, snapshot_id, run_id, eval_id, eval, batch, status, created_at, finished_at "
-            "FROM rounds ORDER BY round"
+            "SELECT round, task, snapshot_id, run_id, eval_id, eval, batch, status, created_at, finished_at, "
+            "dev_eval_id, promoted, champion, promotion FROM rounds ORDER BY round"
         ).fetchall()
     out = []
     for r in rows:
@@ -207,6 +351,9 @@ def list_rounds(ws: Workspace) -> list[dict[str, Any]]:
             "summary": ev.get("summary", {}), "baseline": ev.get("baseline"),
             "baseline_summary": ev.get("baseline_summary", {}), "comparison": ev.get("comparison", {}),
             "batch": json.loads(r[6]) if r[6] else {}, "created_at": str(r[8]), "finished_at": str(r[9] or ""),
+            "dev_eval_id": r[10], "dev": ev.get("dev", {}), "baselines": ev.get("baselines", {}),
+            "promoted": bool(r[11]), "champion": r[12],
+            "promotion": json.loads(r[13]) if r[13] else {},
         })
     return out
 
@@ -232,7 +379,7 @@ def _config_wants_dpo(config: str | Path | None) -> bool:
 
 
 def _compact_comparison(d: dict[str, Any]) -> dict[str, Any]:
-    keep = {}
+    keep: dict[str, Any] = {}
     for key in ("metrics", "mcnemar", "regressions", "n_paired", "by_task", "warnings"):
         if key in d:
             keep[key] = d[key]

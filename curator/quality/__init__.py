@@ -1,1 +1,2 @@
-"""Quality: dedup (exact, near, semantic), leakage beside it, the audit, PII scrubbing."""
+"""Quality: dedup (exact, near, semantic), leakage beside it, the audit, PII scrubbing, the one text fold
+(:mod:`curator.quality.fold`) and the one refusal detector (:mod:`curator.quality.refusal`)."""

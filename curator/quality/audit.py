@@ -3,7 +3,8 @@
 Sections: counts (split, origin, task; excluded by decision kind), token lengths (base model
 tokenizer and chat template), validation errors (OpenAI chat rules), duplicates by method (a dry
 run of :func:`curator.quality.dedup.dedup`), leakage (:func:`curator.quality.leakage.find_leakage`), PII-looking
-strings (:func:`curator.quality.pii.find_pii`), response problems, boilerplate refusals, role
+strings (:func:`curator.quality.pii.find_pii`), response problems, boilerplate refusals
+(:func:`curator.quality.refusal.find_refusal`, the same detector the generation filters use), role
 balance and examples per task. Each problem section lists its worst offenders by id.
 
 Response rules (on the last assistant turn):
@@ -31,28 +32,16 @@ import numpy as np
 import orjson
 
 from curator.data.validate import MAX_TOKENS_PER_EXAMPLE, check_chat_record
-from curator.errors import CuratorError, ModelError
+from curator.errors import CuratorError, MissingDependency, ModelError
 from curator.models import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDER
 from curator.quality.dedup.run import ProgressFactory, dedup, no_progress
 from curator.quality.leakage import find_leakage
 from curator.quality.pii import find_pii, scrub
+from curator.quality.refusal import find_refusal
 from curator.workspace import Workspace
 
-__all__ = ["METRICS", "REFUSAL_PATTERNS", "AuditReport", "audit", "check_rules", "is_refusal", "parse_rule"]
+__all__ = ["METRICS", "AuditReport", "audit", "check_rules", "parse_rule"]
 
-#: Phrases of boilerplate refusals and AI disclaimers (matched case-insensitively in assistant turns).
-REFUSAL_PATTERNS = (
-    r"\bas an ai\b",
-    r"\bas a (?:large )?language model\b",
-    r"\bi(?:'m| am) (?:just |only )?an ai\b",
-    r"\bi(?:'m| am) (?:sorry|afraid),? but i (?:can(?:'t|not)|am unable|'m unable|am not able|won't)\b",
-    r"\bi (?:cannot|can't|am unable to|'m unable to|am not able to) "
-    r"(?:help(?! but)|assist|provide|fulfil+|comply|answer|browse|access|generate|create|do that)\b",
-    r"\bi apologi[sz]e,? but\b",
-    r"\bmy (?:knowledge|training) (?:cutoff|cut-off|data)\b",
-    r"\bi do(?: not|n't) have (?:personal (?:opinions|experiences|feelings)|the ability|access to (?:the internet|real-time))\b",
-)
-_REFUSAL = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
 SHORT_WORDS, SHORT_TASK_MEDIAN = 3, 10
 LONG_WORDS, LONG_FACTOR = 500, 5
 
@@ -68,11 +57,6 @@ METRICS = {
     "long": "examples with a very long response or over the token limit",
     "excluded": "examples excluded so far (fraction of all stored)",
 }
-
-
-def is_refusal(text: str) -> bool:
-    """Whether ``text`` reads like a boilerplate refusal or an "as an AI language model" disclaimer."""
-    return bool(_REFUSAL.search(text.replace("\u2019", "'")))
 
 
 @dataclass
@@ -153,12 +137,13 @@ def _histogram(values: Sequence[int], bins: int = 30) -> dict[str, Any]:
 
 
 def _token_lengths(convs: list[list[dict[str, Any]]], model: str) -> tuple[list[int], str]:
-    """Token counts with the base model's tokenizer, or word counts when it cannot be loaded."""
+    """Token counts with the base model's tokenizer, or word counts when it cannot be loaded (the unit
+    says why: without transformers it names the ``[train]`` extra)."""
     from curator.models import token_lengths
 
     try:
         return token_lengths(convs, model), f"tokens ({model} chat template)"
-    except (ModelError, OSError) as e:
+    except (ModelError, MissingDependency, OSError) as e:
         return [sum(_words(m["content"]) for m in c) for c in convs], f"words (tokenizer unavailable: {e})"
 
 
@@ -243,10 +228,9 @@ def audit(
             long_.append({"id": eid, "task": tasks[i], "words": w, "length": lengths[i] if lengths else None,
                           "response": _snippet(resp)})
         answer = "\n".join(m["content"] for m in c if m["role"] == "assistant")
-        if answer and is_refusal(answer):
-            hit = _REFUSAL.search(answer.replace("\u2019", "'"))
-            refusals.append({"id": eid, "task": tasks[i], "phrase": hit.group(0) if hit else "",
-                             "response": _snippet(answer)})
+        phrase = find_refusal(answer) if answer else None
+        if phrase is not None:
+            refusals.append({"id": eid, "task": tasks[i], "phrase": phrase, "response": _snippet(answer)})
         kinds: Counter[str] = Counter()
         for m in c:
             for p in find_pii(m["content"]):

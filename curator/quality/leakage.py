@@ -3,12 +3,12 @@
 Three methods, each comparing every active train example with every active eval/test example
 (on one view of the example, the whole conversation by default, system prompts left out):
 
-* ``exact``    -- equal :func:`curator.quality.dedup.exact.fold_key` text (case, punctuation and
-  whitespace folded): ``"Is there an auto top-up option?"`` == ``"is there an auto top up option"``.
-* ``ngram``    -- *coverage*: the share of the eval/test text's word n-grams that occur in one
-  train text, flagged at ``>= 0.5``. Texts of at least 26 words use 13-grams (GPT-3's
-  contamination n-gram); shorter texts (8 to 25 words) use 8-grams, since one 13-gram would be
-  most of the text; texts under 8 words are left to the normalised-exact rule. GPT-3 flags any
+* ``exact``    -- equal :func:`curator.quality.fold.fold` text (case, punctuation and whitespace
+  folded): ``"Is there an auto top-up option?"`` == ``"is there an auto top up option"``.
+* ``ngram``    -- *coverage*: the share of the eval/test text's word n-grams (words of the same
+  fold) that occur in one train text, flagged at ``>= 0.8``. Texts of at least 26 words use
+  13-grams (GPT-3's contamination n-gram); shorter texts (13 to 25 words) use 8-grams, since one
+  13-gram would be most of the text; shorter ones are left to the exact rule. GPT-3 flags any
   single shared 13-gram; fine-tuning sets share long instruction templates ("Rewrite the
   sentence ... concise"), so a coverage share is asked instead. N-grams found in more than
   1,000 train texts count as boilerplate and are ignored.
@@ -36,7 +36,7 @@ import pyarrow as pa
 from curator.embed import encode, example_text
 from curator.errors import CuratorError
 from curator.models import DEFAULT_EMBEDDER
-from curator.quality.dedup.exact import fold_key, key_of
+from curator.quality.dedup.exact import key_of
 from curator.quality.dedup.minhash import shingle_batch
 from curator.quality.dedup.run import (
     Match,
@@ -53,6 +53,7 @@ from curator.quality.dedup.run import (
     write_exclusions,
 )
 from curator.quality.dedup.semantic import semantic_pairs
+from curator.quality.fold import fold
 from curator.records import Example
 from curator.workspace import Workspace
 
@@ -167,8 +168,8 @@ def ngram_leak_pairs(
     if ngram < 1 or short_ngram < 1:
         raise CuratorError("n-gram sizes must be >= 1")
     check_threshold("n-gram coverage", coverage)
-    train = list(train_texts) if folded else [fold_key(t) for t in train_texts]
-    other = list(other_texts) if folded else [fold_key(t) for t in other_texts]
+    train = list(train_texts) if folded else [fold(t) for t in train_texts]
+    other = list(other_texts) if folded else [fold(t) for t in other_texts]
     nwords = np.array([t.count(" ") + 1 if t else 0 for t in other], dtype=np.int64)
     out_p, out_s = [], []
     long_ = nwords >= 2 * ngram
@@ -262,20 +263,24 @@ def _find(
     found: dict[tuple[int, int], tuple[str, float]] = {}
     if not tr or not ot:
         return found
-    folded_tr = [fold_key(pool.texts[i]) for i in tr] if ("exact" in methods or "ngram" in methods) else []
-    folded_ot = [fold_key(pool.texts[i]) for i in ot] if folded_tr else []
+    folded_tr = [fold(pool.texts[i]) for i in tr] if ("exact" in methods or "ngram" in methods) else []
+    folded_ot = [fold(pool.texts[i]) for i in ot] if folded_tr else []
     for method in sorted(methods, key=_STRENGTH.__getitem__):
         t0 = time.perf_counter()
         if method == "exact":
-            pairs, scores = exact_leak_pairs(folded_tr, folded_ot)
+            with progress("leakage exact", len(ot)) as bar:
+                pairs, scores = exact_leak_pairs(folded_tr, folded_ot)
+                bar.advance(len(ot))
         elif method == "ngram":
-            pairs, scores = ngram_leak_pairs(folded_tr, folded_ot, ngram=ngram, short_ngram=short_ngram,
-                                             coverage=coverage, folded=True)
+            with progress("leakage ngram", len(ot)) as bar:
+                pairs, scores = ngram_leak_pairs(folded_tr, folded_ot, ngram=ngram, short_ngram=short_ngram,
+                                                 coverage=coverage, folded=True)
+                bar.advance(len(ot))
         else:
             ids = [pool.ids[i] for i in tr + ot]
             vecs, report.embedded = embed_pool(ws, ids, model=model, on=on, include_system=include_system,
                                                 progress=progress)
-            with progress("searching neighbours", len(ot)) as bar:
+            with progress("leakage semantic: searching neighbours", len(ot)) as bar:
                 pairs, scores = semantic_pairs(vecs[: len(tr)], semantic_threshold, queries=vecs[len(tr):],
                                                progress=bar.advance)
         for (o, t), s in zip(pairs.tolist(), scores.tolist(), strict=True):
@@ -397,8 +402,8 @@ def find_leaks_of(
         pool = load_pool(con, on, include_system, splits=splits)
     if not len(pool):
         return []
-    cand = [fold_key(example_text(c.messages, on, include_system)) for c in candidates]
-    other = [fold_key(t) for t in pool.texts]
+    cand = [fold(example_text(c.messages, on, include_system)) for c in candidates]
+    other = [fold(t) for t in pool.texts]
     found: dict[tuple[int, str], tuple[float, int, str, str | None]] = {}
     for method in methods:
         if method == "exact":

@@ -420,14 +420,14 @@ def _find_ips(text: str) -> Iterator[_Span]:
     n = len(text)
     pos = 0
     while True:
-        m = _V6_SEED.search(text, pos)
-        if m is None:
+        seed = _V6_SEED.search(text, pos)
+        if seed is None:
             return
-        start = m.start()
-        while start > 0 and start > m.start() - 4 and text[start - 1] in _HEX:
+        start = seed.start()
+        while start > 0 and start > seed.start() - 4 and text[start - 1] in _HEX:
             start -= 1
-        end = _V6_TAIL.match(text, m.end()).end()  # type: ignore[union-attr]
-        pos = max(end, m.end())
+        end = _V6_TAIL.match(text, seed.end()).end()  # type: ignore[union-attr]
+        pos = max(end, seed.end())
         while end > start and text[end - 1] in ".:" and text[end - 2 : end] != "::":
             end -= 1  # sentence punctuation, "addr:port" separators
         if start > 0 and (_word_char(text[start - 1]) or text[start - 1] in ":."):

@@ -1,9 +1,13 @@
 """Synthetic generation: seed examples (or questions, or weaknesses) in, filtered new examples out.
 
-Three modes, one pipeline::
+Three modes, one pipeline of four stages (:func:`generate`)::
 
-    plan requests -> ask the teacher (cache, budget, retries, concurrency) -> parse (repair once)
-      -> text filters -> leaks -> duplicates -> optional judge -> store examples + rejections
+    plan    read seeds / questions / weaknesses and the cache in one short read; build the requests
+    fetch   ask the teacher through the shared runner (cache, budget, retries, rate limits,
+            concurrency; curator.llm.runner); repair an unparsable reply once
+    filter  text filters -> duplicates among the new -> already stored -> leaks -> duplicates
+            -> optional judge (the runner again)
+    store   accepted examples + rejections + the job's row, in one transaction
 
 * ``seeds``: request *i* shows the teacher ``k`` train-split seed examples of the task, drawn with
   ``Random(f"{seed}:{i}")``, and asks for ONE new question/answer pair as JSON.  ``n`` is the number
@@ -14,6 +18,10 @@ Three modes, one pipeline::
   "example_ids"}``; the teacher sees the description and, for failing examples in the train or
   eval split only, their question and reference answer (test items never reach the teacher).
   Each example records ``meta.weakness_id``.
+
+The workspace is open only in the plan, in the filter's reads and in the store, and for the short
+steps of the request cache: while the run waits on the teacher no connection is held, so other
+``curator`` commands can use the workspace meanwhile.
 
 Crash safety: every response is committed to ``requests`` before it is parsed; examples are
 identified by content and stored with the job's rejections in one transaction at the end.  A
@@ -26,31 +34,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
-import os
 import random
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
-from curator.errors import ConfigError, CuratorError, InputError, MissingKeyError, ProviderError
+from curator.errors import ConfigError, CuratorError, InputError
 from curator.llm.budget import (
     Budget,
-    Price,
     PriceTable,
     PriceUnknownError,
     estimate_input_tokens,
     load_prices,
     max_input_tokens,
 )
-from curator.llm.cache import CachedResponse, RequestRow, RequestStore, request_key
-from curator.llm.providers import GenParams, Provider, RetryableError, make_provider, parse_spec
+from curator.llm.cache import CachedResponse, RequestStore
+from curator.llm.keys import KEYS_FILE_ENV
+from curator.llm.limits import RateLimiter, RetryPolicy
+from curator.llm.providers import GenParams, Provider
+from curator.llm.runner import REMOTE_CONCURRENCY, Endpoint, Request, Runner, RunStats, run_async
 from curator.models import DEFAULT_CHAT_MODEL
 from curator.records import Example
 from curator.synth.filters import Candidate, FilterConfig, Rejection, check_text, find_duplicates, find_leaks
@@ -62,6 +72,7 @@ __all__ = [
     "KEYS_FILE_ENV",
     "MODES",
     "REMOTE_CONCURRENCY",
+    "GenerateOptions",
     "GenerateReport",
     "Judge",
     "RateLimiter",
@@ -74,36 +85,11 @@ __all__ = [
 
 MODES = ("seeds", "answer", "targeted")
 DEFAULT_TEACHER = DEFAULT_CHAT_MODEL
-REMOTE_CONCURRENCY = 16
 DEFAULT_K = 3
 TARGETED_PER_WEAKNESS = 5
-KEYS_FILE_ENV = "CURATOR_KEYS_FILE"
-_KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "compatible": "CURATOR_COMPATIBLE_API_KEY"}
-T = TypeVar("T")
 
 
 # -- options -------------------------------------------------------------------------------------------------------
-@dataclass
-class RetryPolicy:
-    """Retries of one request on 429 / 5xx / timeouts / dropped connections.
-
-    The wait is the server's ``Retry-After`` when it sends one, else ``base_delay * 2**(attempt-1)``
-    (capped at ``max_delay``) times a random factor in [0.5, 1) (jitter).  After ``max_attempts`` the
-    request is recorded as failed and the run goes on; ``stop_after_failures`` failed requests in a
-    row (no success in between) stop the run, since the provider is then down or the key is wrong.
-    """
-
-    max_attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-    stop_after_failures: int = 10
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), 10 * self.max_delay) * rng.uniform(1.0, 1.1)
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
-
-
 @dataclass
 class Judge:
     """An LLM judge: candidates scoring below ``min_score`` (1-10) are rejected with reason ``judge``."""
@@ -111,6 +97,57 @@ class Judge:
     teacher: str | Provider
     min_score: float = 7.0
     params: GenParams = field(default_factory=lambda: GenParams(max_tokens=200, temperature=0.0))
+
+
+@dataclass
+class GenerateOptions:
+    """What :func:`generate` does (every field has the default of ``curator generate``).
+
+    ``n``: requests to make (seeds: one new example each; targeted: spread over the weaknesses,
+    default 5 each; answer: the first ``n`` questions, default all).  ``k``: seed examples shown per
+    request; ``seed``: seed of that sampling.  ``budget``: hard cap in USD for the job (earlier runs
+    of the same job count).  ``concurrency``: requests in flight (default 16 remote; local: the batch
+    size, 8).  ``rpm`` / ``tpm``: rate limits per minute.  ``judge``: a provider spec, a Provider or
+    a :class:`Judge`.  ``prices``: a prices file merged over the bundled table, or a table.
+    ``templates_dir``: edited prompt templates.  ``dry_run``: estimate only, ask nothing.
+    """
+
+    mode: str = "seeds"
+    teacher: str | Provider = DEFAULT_TEACHER
+    n: int | None = None
+    task: str | None = None
+    system: str | None = None
+    questions: str | Path | Sequence[Any] | None = None
+    weaknesses: str | Path | Sequence[Weakness | dict[str, Any]] | None = None
+    k: int = DEFAULT_K
+    seed: int = 0
+    params: GenParams | None = None
+    concurrency: int | None = None
+    budget: float | None = None
+    dry_run: bool = False
+    judge: str | Provider | Judge | None = None
+    filters: FilterConfig | None = None
+    retry: RetryPolicy | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    prices: str | Path | PriceTable | None = None
+    templates_dir: str | Path | None = None
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for options that cannot work together."""
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
+        if self.n is not None and self.n < 1:
+            raise ConfigError("--n must be >= 1")
+        if self.k < 1:
+            raise ConfigError("k (seed examples per request) must be >= 1")
+        if self.mode == "seeds" and self.n is None:
+            raise ConfigError("seeds mode needs n, the number of examples to ask for (--n)")
+        if self.mode == "answer" and self.questions is None:
+            raise ConfigError("answer mode needs questions (--questions FILE)")
+        if self.mode == "targeted" and not self.weaknesses:
+            raise ConfigError("targeted mode needs weakness groups (--weaknesses FILE)")
 
 
 @dataclass
@@ -133,42 +170,6 @@ class Weakness:
         if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
             raise InputError(f"{where}: example_ids must be a list of example ids")
         return cls(str(d["id"]), d.get("task"), d.get("description") or "", list(ids))
-
-
-class RateLimiter:
-    """Requests-per-minute and tokens-per-minute token buckets (None: no limit)."""
-
-    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
-        self.rpm, self.tpm = rpm, tpm
-        self._req = self._req_cap = max(1.0, (rpm or 0) / 60.0)
-        self._tok = self._tok_cap = max(1.0, (tpm or 0) / 60.0)
-        self._t = time.monotonic()
-
-    async def acquire(self, tokens: int) -> None:
-        if not self.rpm and not self.tpm:
-            return
-        while True:
-            now = time.monotonic()
-            dt, self._t = now - self._t, now
-            if self.rpm:
-                self._req = min(self._req_cap, self._req + dt * self.rpm / 60.0)
-            if self.tpm:
-                self._tok = min(self._tok_cap, self._tok + dt * self.tpm / 60.0)
-            need_tok = min(tokens, self._tok_cap)  # a request bigger than a second's worth waits for a full bucket
-            ok_req = not self.rpm or self._req >= 1.0
-            ok_tok = not self.tpm or self._tok >= need_tok
-            if ok_req and ok_tok:
-                if self.rpm:
-                    self._req -= 1.0
-                if self.tpm:
-                    self._tok -= tokens  # may go negative: later requests wait it off
-                return
-            wait = 0.0
-            if not ok_req:
-                wait = max(wait, (1.0 - self._req) * 60.0 / self.rpm)  # type: ignore[operator]
-            if not ok_tok:
-                wait = max(wait, (need_tok - self._tok) * 60.0 / self.tpm)  # type: ignore[operator]
-            await asyncio.sleep(min(max(wait, 0.001), 5.0))
 
 
 # -- report --------------------------------------------------------------------------------------------------------
@@ -287,90 +288,7 @@ def load_weaknesses(source: str | Path | Sequence[Weakness | dict[str, Any]]) ->
     return out
 
 
-def _keys_file() -> Path:
-    return Path(os.environ.get(KEYS_FILE_ENV) or Path.home() / ".config" / "curator" / "keys.yaml")
-
-
-def _api_key(kind: str) -> str | None:
-    """The key of ``kind`` from its environment variable, else from the keys file (``VARIABLE: key``)."""
-    var = _KEY_VARS.get(kind)
-    if var is None:
-        return None
-    if os.environ.get(var, "").strip():
-        return None  # the provider reads the variable itself
-    path = _keys_file()
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", str(path)) from None
-    value = data.get(var) if isinstance(data, dict) else None
-    return str(value).strip() if value else None
-
-
-def _secrets() -> list[str]:
-    out = [os.environ.get(v, "").strip() for v in _KEY_VARS.values()]
-    out += [k for k in (_api_key(kind) for kind in _KEY_VARS) if k]
-    return [s for s in out if len(s) >= 6]
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        text = text.replace(s, "[REDACTED]")
-    return text
-
-
-# -- the teacher (or judge) of a run -----------------------------------------------------------------------------
-class _Teacher:
-    """A provider made on first use, with its price, concurrency and rate limits."""
-
-    def __init__(self, spec: str | Provider, prices: PriceTable, concurrency: int | None,
-                 limiter: RateLimiter, batch_default: int) -> None:
-        if isinstance(spec, Provider):
-            self._provider: Provider | None = spec
-            self.kind, self.model, self.spec = spec.name, spec.model, spec.spec
-            self.remote = spec.remote
-        else:
-            self._provider = None
-            self.kind, self.model, _ = parse_spec(spec)
-            self.spec = spec.strip()
-            self.remote = self.kind != "local"
-        self.price: Price | None = prices.lookup(self.kind, self.model)
-        self.concurrency = concurrency or (REMOTE_CONCURRENCY if self.remote else batch_default)
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency must be >= 1")
-        self.limiter = limiter
-        self.sem: asyncio.Semaphore | None = None
-        self.owned = self._provider is None
-
-    def get(self) -> Provider:
-        if self._provider is None:
-            if self.kind == "local":
-                self._provider = make_provider(self.spec, batch_size=self.concurrency)
-            else:
-                key = _api_key(self.kind)
-                try:
-                    self._provider = make_provider(self.spec, **({"api_key": key} if key else {}))
-                except MissingKeyError as e:
-                    e.args = (f"{e} (or add '{e.variable}: ...' to {_keys_file()})",)
-                    raise
-        return self._provider
-
-    def semaphore(self) -> asyncio.Semaphore:
-        if self.sem is None:
-            self.sem = asyncio.Semaphore(self.concurrency)
-        return self.sem
-
-    async def aclose(self) -> None:
-        if self._provider is not None and self.owned:
-            await self._provider.aclose()
-            self._provider = None
-
-
-# -- planned requests ----------------------------------------------------------------------------------------------
+# -- stage 1: plan -------------------------------------------------------------------------------------------------
 @dataclass
 class _Spec:
     index: int
@@ -386,11 +304,95 @@ class _Spec:
 
 
 @dataclass
-class _Outcome:
-    spec: _Spec
-    candidate: Candidate | None = None
-    rejection: Rejection | None = None
-    failed: bool = False
+class _Plan:
+    """Everything the later stages need; made without a single request."""
+
+    opts: GenerateOptions
+    task: str | None
+    specs: list[_Spec]
+    params: GenParams
+    filters: FilterConfig
+    teacher: Endpoint
+    judge: Judge | None
+    judge_endpoint: Endpoint | None
+    repair: Template
+    judge_template: Template | None
+    template_name: str
+    template_hash: str
+    job: str
+    store: RequestStore
+    already_spent: float
+    uncached: list[_Spec]
+    report: GenerateReport
+
+    def request(self, spec: _Spec) -> Request:
+        return Request(spec.messages, self.params, spec.extra, spec.key)
+
+
+def _plan(ws: Workspace, opts: GenerateOptions) -> _Plan:
+    """Stage 1: the requests of the job, their cache state and the job's spend so far; no network.
+
+    The workspace is read in one short connection (seeds, questions' system prompts, failing
+    examples of the weaknesses, cached responses, earlier spend) and closed again.
+    """
+    opts.check()
+    params = opts.params or GenParams()
+    qs = load_questions(opts.questions) if opts.mode == "answer" and opts.questions is not None else None
+    groups = load_weaknesses(opts.weaknesses) if opts.mode == "targeted" and opts.weaknesses is not None else None
+    table = opts.prices if isinstance(opts.prices, PriceTable) else load_prices(opts.prices, ws.path)
+    teacher = Endpoint(opts.teacher, prices=table, concurrency=opts.concurrency,
+                       limiter=RateLimiter(opts.rpm, opts.tpm))
+    jdg = Judge(opts.judge) if isinstance(opts.judge, (str, Provider)) else opts.judge
+    jt = Endpoint(jdg.teacher, prices=table, concurrency=opts.concurrency,
+                  limiter=RateLimiter(opts.rpm, opts.tpm)) if jdg else None
+    warnings: list[str] = []
+    for who in [teacher] + ([jt] if jt else []):
+        if who.price is None:
+            if opts.budget is not None:
+                raise PriceUnknownError(
+                    f"no price for {who.kind}:{who.model}, so --budget cannot be enforced: add "
+                    f"'{who.kind}: {{{who.model}: {{input: USD_PER_1M, output: USD_PER_1M}}}}' to {table.where()} "
+                    "(see curator/llm/prices.yaml)")
+            warnings.append(f"no price for {who.kind}:{who.model}: its cost is unknown (add it to a prices file)")
+
+    mode, task, n, system = opts.mode, opts.task, opts.n, opts.system
+    gen_tmpl = load_template(mode, opts.templates_dir) if mode != "answer" else None
+    repair = load_template("repair", opts.templates_dir)
+    judge_tmpl = load_template("judge", opts.templates_dir) if jdg else None
+    tmpl_hash = hashlib.sha256("".join(x.hash for x in (gen_tmpl, repair, judge_tmpl) if x).encode()).hexdigest()[:16]
+    store = RequestStore(ws)
+    with ws.connect() as con:
+        if mode == "seeds":
+            assert gen_tmpl is not None and n is not None
+            task, specs = _plan_seeds(con, task, n, opts.seed, opts.k, system, gen_tmpl)
+            inputs: Any = None
+        elif mode == "answer":
+            assert qs is not None
+            specs = _plan_answer(con, qs, task, system, n)
+            inputs = hashlib.sha256(orjson.dumps([s.base for s in specs])).hexdigest()
+        else:
+            assert gen_tmpl is not None and groups is not None
+            specs = _plan_targeted(con, groups, task, n, opts.seed, opts.k, system, gen_tmpl)
+            inputs = [asdict(w) for w in groups]
+        for s in specs:
+            s.key = teacher.key(s.messages, params, s.extra)
+        pd = params.to_dict()
+        job = _job_id(mode=mode, task=task, teacher=f"{teacher.kind}:{teacher.model}", n=n, seed=opts.seed, k=opts.k,
+                      templates=tmpl_hash, params=pd, system=system, inputs=inputs,
+                      judge=None if not (jt and jdg) else [jt.kind, jt.model, jdg.min_score])
+        store.preload([s.key for s in specs])  # over the connection open here
+        earlier = con.execute("SELECT sum(cost_usd) FROM requests WHERE job = ? AND status = 'ok'", [job]).fetchall()
+    report = GenerateReport(job=job, mode=mode, task=task, teacher=teacher.spec, dry_run=opts.dry_run,
+                            requested=len(specs), budget_usd=opts.budget, warnings=warnings)
+    return _Plan(opts=opts, task=task, specs=specs, params=params, filters=opts.filters or FilterConfig(),
+                 teacher=teacher, judge=jdg, judge_endpoint=jt, repair=repair, judge_template=judge_tmpl,
+                 template_name=mode, template_hash=tmpl_hash, job=job, store=store,
+                 already_spent=float(earlier[0][0] or 0.0),
+                 uncached=[s for s in specs if store.get(s.key, query=False) is None], report=report)
+
+
+def _job_id(**parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
 
 
 def _first_pair(messages: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -534,7 +536,7 @@ def _plan_targeted(con: Any, weaknesses: list[Weakness], task: str | None, n: in
     return specs
 
 
-# -- the run -------------------------------------------------------------------------------------------------------
+# -- stage 2: fetch ------------------------------------------------------------------------------------------------
 class _Progress:
     """A progress bar on a terminal; on a pipe, a line every tenth of the way (for logs)."""
 
@@ -548,10 +550,10 @@ class _Progress:
             self.bar = stack.enter_context(progress(label, total, enabled=True))
         self.step = max(1, total // 10)
 
-    def tick(self, r: GenerateReport) -> None:
+    def tick(self, s: RunStats) -> None:
         self.done += 1
-        spend = "unknown" if r.spent_usd is None else f"${r.spent_usd:.4f}"
-        note = f"new {r.made}  cached {r.cached}  failed {r.failed}  {spend}"
+        spend = "unknown" if s.spent_usd is None else f"${s.spent_usd:.4f}"
+        note = f"new {s.made}  cached {s.cached}  failed {s.failed}  {spend}"
         if self.bar is not None:
             self.bar.advance(1)
             self.bar.update(note=note)
@@ -559,101 +561,154 @@ class _Progress:
             print(f"{self.label}: {self.done}/{self.total} requests ({note})", file=sys.stderr, flush=True)
 
 
-class _Run:
-    def __init__(self, *, store: RequestStore, budget: Budget, policy: RetryPolicy, report: GenerateReport,
-                 job: str, secrets: list[str], cfg: FilterConfig) -> None:
-        self.store, self.budget, self.policy, self.report = store, budget, policy, report
-        self.job, self.secrets, self.cfg = job, secrets, cfg
-        self.inflight: dict[str, asyncio.Future[CachedResponse | None]] = {}
-        self.rng = random.Random()
-        self.consecutive_failures = 0
-        self.progress: _Progress | None = None
-        self.spend_known = True
+@dataclass
+class _Reply:
+    """The teacher's answer to one planned request (None: failed or not started)."""
 
-    def stop(self, why: str, message: str) -> None:
-        if self.report.stopped is None:
-            self.report.stopped, self.report.message = why, message
+    spec: _Spec
+    response: CachedResponse | None
+    key: str  # the request whose reply it is (the repair's, when the first reply was repaired)
+    pair: tuple[str, str] | None = None  # seeds / targeted: the parsed question and answer
 
-    async def call(self, t: _Teacher, key: str, messages: list[dict[str, Any]], params: GenParams,
-                   extra: dict[str, Any]) -> CachedResponse | None:
-        """The response to a request: from the cache, or asked (with retries) and committed before returning."""
-        hit = self.store.get(key)
-        if hit is not None:
-            self.report.cached += 1
-            return hit
-        if key in self.inflight:  # the same request is being asked right now: share its answer
-            self.report.cached += 1
-            return await asyncio.shield(self.inflight[key])
-        fut: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
-        self.inflight[key] = fut
+
+async def _fetch(plan: _Plan, runner: Runner) -> list[_Reply]:
+    """Stage 2: every planned request through the runner; a reply with no question/answer pair is
+    asked to repair itself once (seeds and targeted modes).  One progress tick per planned request."""
+    teacher, params = plan.teacher, plan.params
+
+    async def one(spec: _Spec, bar: _Progress) -> _Reply:
         try:
-            res = await self._fetch(t, key, messages, params, extra)
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiters (if any) re-raise it
-            raise
+            return await ask(spec)
         finally:
-            self.inflight.pop(key, None)
-        fut.set_result(res)
-        return res
+            bar.tick(runner.stats)
 
-    async def _fetch(self, t: _Teacher, key: str, messages: list[dict[str, Any]], params: GenParams,
-                     extra: dict[str, Any]) -> CachedResponse | None:
-        async with t.semaphore():
-            if self.report.stopped:
-                self.report.not_started += 1
-                return None
-            reserve = t.price.cost(max_input_tokens(messages), params.max_tokens) if t.price else 0.0
-            if not self.budget.try_reserve(reserve):
-                self.stop("budget", f"stopped at the budget of ${self.budget.cap:.4f}: ${self.budget.spent:.4f} spent, "
-                                    "and the next request could cost more than what is left")
-                self.report.not_started += 1
-                return None
-            provider = t.get()
-            attempts, err, comp = 0, None, None
-            while True:
-                attempts += 1
-                await t.limiter.acquire(estimate_input_tokens(messages) + params.max_tokens)
-                self.report.api_calls += 1
-                try:
-                    comp = await provider.complete(messages, params)
-                    break
-                except RetryableError as e:
-                    err = e
-                    if attempts >= self.policy.max_attempts:
-                        break
-                    self.report.retries += 1
-                    await asyncio.sleep(self.policy.delay(attempts, e.retry_after, self.rng))
-                except ProviderError as e:
-                    err = e
-                    break
-            # Count and settle while the slot is held (the next request sees a stop at once); the
-            # slot is free before the write, so the next request is on its way while DuckDB commits.
-            request = {"messages": messages, "params": params.to_dict(), "extra": extra}
-            attempts += self.store.previous_attempts(key)
-            if comp is None:
-                msg = _scrub(str(err), self.secrets)
-                row = RequestRow(key, t.kind, t.model, request, "failed", self.job, attempts, error=msg)
-                self.budget.settle(reserve, 0.0)
-                self.report.failed += 1
-                self.consecutive_failures += 1
-                if self.consecutive_failures >= self.policy.stop_after_failures:
-                    self.stop("failing", f"{self.consecutive_failures} requests in a row failed; last error: {msg}")
-            else:
-                cost = t.price.cost(comp.input_tokens, comp.output_tokens) if t.price else None
-                row = RequestRow(key, t.kind, t.model, request, "ok", self.job, attempts, response=comp.raw,
-                                 text=comp.text, finish_reason=comp.finish_reason, input_tokens=comp.input_tokens,
-                                 output_tokens=comp.output_tokens, cost_usd=cost)
-                self.budget.settle(reserve, cost or 0.0)
-                self.consecutive_failures = 0
-                self.report.made += 1
-                self.report.input_tokens += comp.input_tokens
-                self.report.output_tokens += comp.output_tokens
-                if cost is None:
-                    self.spend_known = False
-                self.report.spent_usd = self.budget.spent_this_run if self.spend_known else None
-        await self.store.put(row)  # committed before anyone parses it
-        return self.store.get(key, query=False) if row.status == "ok" else None
+    async def ask(spec: _Spec) -> _Reply:
+        resp = await runner.call(teacher, plan.request(spec))
+        if resp is None or plan.opts.mode == "answer":
+            return _Reply(spec, resp, spec.key)
+        pair = parse_pair(resp.text)
+        if pair is not None:
+            return _Reply(spec, resp, spec.key, pair)
+        fix = Request(spec.messages + [{"role": "assistant", "content": resp.text}] + plan.repair.render(), params,
+                      {"repair_of": spec.key})
+        again = await runner.call(teacher, fix)
+        return _Reply(spec, again, fix.key, parse_pair(again.text) if again is not None else None)
+
+    with ExitStack() as stack:
+        bar = _Progress(plan.opts.progress, len(plan.specs), "generate", stack)
+        return list(await asyncio.gather(*(one(s, bar) for s in plan.specs)))
+
+
+# -- stage 3: filter -----------------------------------------------------------------------------------------------
+def _candidate(plan: _Plan, r: _Reply) -> Candidate | Rejection:
+    """The example a reply makes, or why it is rejected (parse, truncated, empty, length, refusal)."""
+    spec, resp, cfg = r.spec, r.response, plan.filters
+    assert resp is not None
+    if plan.opts.mode == "answer":
+        assert spec.base is not None
+        question = "\n".join(m["content"] for m in spec.base if m["role"] == "user")
+        answer = resp.text.strip()
+        msgs = spec.base + [{"role": "assistant", "content": answer}]
+        rej = check_text(question, answer, resp.finish_reason, cfg)
+    else:
+        if r.pair is None:
+            return Rejection("parse", "no question/answer pair in the reply", request_key=r.key,
+                             candidate={"reply": resp.text[:4000]}, weakness_id=spec.weakness_id)
+        question, answer = r.pair
+        msgs = (([{"role": "system", "content": spec.system}] if spec.system else [])
+                + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}])
+        rej = check_text(question, answer, _finish(resp.text, answer, resp.finish_reason), cfg)
+    meta = _candidate_meta(spec, plan.teacher.spec, plan.opts.mode, plan.template_name, plan.template_hash,
+                           plan.params, r.key, plan.job)
+    ex = Example.from_messages(msgs, task=spec.task, origin="synthetic", source=plan.teacher.spec,
+                               parent_id=spec.parent_ids[0] if spec.parent_ids else None, meta=meta)
+    if rej is not None:
+        rej.request_key, rej.candidate, rej.weakness_id = r.key, {"messages": ex.messages}, spec.weakness_id
+        return rej
+    return Candidate(spec.index, ex, r.key, spec.weakness_id, question, answer)
+
+
+def _rejected(c: Candidate, r: Rejection) -> Rejection:
+    r.request_key, r.weakness_id, r.candidate = c.request_key, c.weakness_id, {"messages": c.example.messages}
+    return r
+
+
+async def _filter(ws: Workspace, plan: _Plan, runner: Runner,
+                  replies: list[_Reply]) -> tuple[list[Candidate], list[Rejection]]:
+    """Stage 3: (accepted candidates, rejections).  Text filters, then duplicates among the new ones
+    (the first stays), those an earlier run of the job stored already (counted, not stored again),
+    leaks, duplicates of stored examples, and the judge."""
+    report = plan.report
+    rejections: list[Rejection] = []
+    cands: list[Candidate] = []
+    for r in replies:
+        if r.response is not None:
+            got = _candidate(plan, r)
+            (cands if isinstance(got, Candidate) else rejections).append(got)  # type: ignore[arg-type]
+    cands.sort(key=lambda c: c.index)
+    report.candidates = len(cands)
+    first: dict[str, Candidate] = {}
+    live: list[Candidate] = []
+    for c in cands:
+        if c.example.id in first:
+            rejections.append(_rejected(c, Rejection("duplicate-exact", "same example as another new one",
+                                                     first[c.example.id].example.id, 1.0)))
+        else:
+            first[c.example.id] = c
+            live.append(c)
+    stored = _stored_ids(ws, [c.example.id for c in live])
+    report.already_present = sum(1 for c in live if c.example.id in stored)
+    for c in live:
+        if c.example.id in stored and c.weakness_id:
+            report.by_weakness[c.weakness_id] = report.by_weakness.get(c.weakness_id, 0) + 1
+    live = [c for c in live if c.example.id not in stored]
+    for check in (find_leaks, find_duplicates):
+        found = check(ws, live, plan.filters)
+        rejections += [_rejected(live[i], r) for i, r in sorted(found.items())]
+        live = [c for i, c in enumerate(live) if i not in found]
+    if plan.judge is not None and live:
+        if runner.stats.stopped:
+            judged = {i: Rejection("judge-failed", "not judged: the run stopped") for i in range(len(live))}
+        else:
+            judged = await _judge(plan, runner, live)
+        rejections += [_rejected(live[i], r) for i, r in sorted(judged.items())]
+        live = [c for i, c in enumerate(live) if i not in judged]
+    return live, rejections
+
+
+def _stored_ids(ws: Workspace, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are examples already (one short read)."""
+    stored: set[str] = set()
+    if not ids:
+        return stored
+    with ws.connect() as con:
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            stored |= {r[0] for r in con.execute(
+                f"SELECT id FROM examples WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()}
+    return stored
+
+
+async def _judge(plan: _Plan, runner: Runner, cands: list[Candidate]) -> dict[int, Rejection]:
+    """Rejections (by position in ``cands``) of the candidates the judge scores under ``min_score``;
+    every judged example records ``meta.judge`` (model, score, reason)."""
+    judge, jt, tmpl = plan.judge, plan.judge_endpoint, plan.judge_template
+    assert judge is not None and jt is not None and tmpl is not None
+    reqs = [jt.keyed(Request(tmpl.render(system=_system_of(c.example.messages) or "(none)", question=c.question,
+                                         answer=c.answer), judge.params, {"judge_of": c.example.id}))
+            for c in cands]
+    plan.store.preload([r.key for r in reqs])  # one short read instead of one per candidate
+    replies = await runner.run(jt, reqs)
+    out: dict[int, Rejection] = {}
+    for pos, (c, resp) in enumerate(zip(cands, replies, strict=True)):
+        score, reason = parse_score(resp.text) if resp is not None else (None, "")
+        c.example.meta["judge"] = {"model": jt.spec, "score": score, "reason": reason}
+        if score is None:
+            out[pos] = Rejection("judge-failed", "the judge gave no score" if resp else "the judge request failed")
+        elif score < judge.min_score:
+            out[pos] = Rejection("judge", f"score {score:g} < {judge.min_score:g}: {reason}".rstrip(": "),
+                                 score=score)
+    return out
 
 
 def _candidate_meta(spec: _Spec, teacher: str, mode: str, tmpl_name: str, tmpl_hash: str, params: GenParams,
@@ -669,55 +724,6 @@ def _candidate_meta(spec: _Spec, teacher: str, mode: str, tmpl_name: str, tmpl_h
     return meta
 
 
-async def _ask_all(run: _Run, teacher: _Teacher, specs: list[_Spec], *, mode: str, params: GenParams,
-                   repair: Template, tmpl_name: str, tmpl_hash: str) -> list[_Outcome]:
-    async def one(spec: _Spec) -> _Outcome:
-        try:
-            return await handle(spec)
-        finally:
-            if run.progress is not None:
-                run.progress.tick(run.report)
-
-    async def handle(spec: _Spec) -> _Outcome:
-        pd = params.to_dict()
-        resp = await run.call(teacher, spec.key, spec.messages, params, spec.extra)
-        if resp is None:
-            return _Outcome(spec, failed=True)
-        key = spec.key
-        if mode == "answer":
-            assert spec.base is not None
-            question = "\n".join(m["content"] for m in spec.base if m["role"] == "user")
-            answer = resp.text.strip()
-            msgs = spec.base + [{"role": "assistant", "content": answer}]
-            rej = check_text(question, answer, resp.finish_reason, run.cfg)
-        else:
-            pair = parse_pair(resp.text)
-            if pair is None:
-                fix = spec.messages + [{"role": "assistant", "content": resp.text}] + repair.render()
-                rkey = request_key(teacher.kind, teacher.model, fix, pd, {"repair_of": spec.key})
-                again = await run.call(teacher, rkey, fix, params, {"repair_of": spec.key})
-                if again is None:
-                    return _Outcome(spec, failed=True)
-                resp, key, pair = again, rkey, parse_pair(again.text)
-            if pair is None:
-                return _Outcome(spec, rejection=Rejection("parse", "no question/answer pair in the reply",
-                                                          request_key=key, candidate={"reply": resp.text[:4000]},
-                                                          weakness_id=spec.weakness_id))
-            question, answer = pair
-            msgs = (([{"role": "system", "content": spec.system}] if spec.system else [])
-                    + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}])
-            rej = check_text(question, answer, _finish(resp.text, answer, resp.finish_reason), run.cfg)
-        meta = _candidate_meta(spec, teacher.spec, mode, tmpl_name, tmpl_hash, params, key, run.job)
-        ex = Example.from_messages(msgs, task=spec.task, origin="synthetic", source=teacher.spec,
-                                   parent_id=spec.parent_ids[0] if spec.parent_ids else None, meta=meta)
-        if rej is not None:
-            rej.request_key, rej.candidate, rej.weakness_id = key, {"messages": ex.messages}, spec.weakness_id
-            return _Outcome(spec, rejection=rej)
-        return _Outcome(spec, candidate=Candidate(spec.index, ex, key, spec.weakness_id, question, answer))
-
-    return list(await asyncio.gather(*(one(s) for s in specs)))
-
-
 def _finish(reply: str, answer: str, finish_reason: str) -> str:
     """``stop`` when the reply went on after a complete answer (a model starting a second pair
     until max_tokens), else the provider's finish reason."""
@@ -727,224 +733,99 @@ def _finish(reply: str, answer: str, finish_reason: str) -> str:
     return "stop" if end != -1 and reply[end + len(answer) :].strip() else finish_reason
 
 
-async def _judge_all(run: _Run, judge: Judge, jt: _Teacher, tmpl: Template,
-                     cands: list[Candidate]) -> dict[int, Rejection]:
-    out: dict[int, Rejection] = {}
+# -- stage 4: store ------------------------------------------------------------------------------------------------
+def _store(ws: Workspace, plan: _Plan, runner: Runner, accepted: list[Candidate], rejections: list[Rejection]) -> None:
+    """Stage 4: accepted examples (pinned to train), the job's rejections and its row, in one transaction."""
+    from curator.data.ingest import Columns, store_examples
 
-    async def one(pos: int, c: Candidate) -> None:
-        system = _system_of(c.example.messages) or "(none)"
-        msgs = tmpl.render(system=system, question=c.question, answer=c.answer)
-        pd = judge.params.to_dict()
-        extra = {"judge_of": c.example.id}
-        resp = await run.call(jt, request_key(jt.kind, jt.model, msgs, pd, extra), msgs, judge.params, extra)
-        score, reason = parse_score(resp.text) if resp is not None else (None, "")
-        c.example.meta["judge"] = {"model": jt.spec, "score": score, "reason": reason}
-        if score is None:
-            out[pos] = Rejection("judge-failed", "the judge gave no score" if resp else "the judge request failed")
-        elif score < judge.min_score:
-            out[pos] = Rejection("judge", f"score {score:g} < {judge.min_score:g}: {reason}".rstrip(": "),
-                                 score=score)
-
-    await asyncio.gather(*(one(i, c) for i, c in enumerate(cands)))
-    return out
-
-
-def _run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run``, also from code that already runs an event loop (a notebook).
-
-    (uvloop's loop was measured here too: no change at 32 requests in flight, where the time goes to
-    the SDK's HTTP stack, not the loop.)
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(fn())
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(fn())).result()
-
-
-def _job_id(**parts: Any) -> str:
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
+    report, job, opts = plan.report, plan.job, plan.opts
+    for r in rejections:
+        report.rejected[r.reason] = report.rejected.get(r.reason, 0) + 1
+    report.rejected = dict(sorted(report.rejected.items(), key=lambda kv: (-kv[1], kv[0])))
+    cols = Columns.of([c.example for c in accepted], ["train"] * len(accepted))
+    with ws.transaction() as con:
+        added, _ = store_examples(con, ws, cols)
+        con.execute("DELETE FROM synth_rejections WHERE job = ?", [job])
+        rows = [[job, r.request_key, orjson.dumps(r.candidate).decode() if r.candidate is not None else None,
+                 r.reason, r.detail, r.other_id, r.score, r.weakness_id] for r in rejections]
+        for start in range(0, len(rows), 200):
+            chunk = rows[start : start + 200]
+            con.execute("INSERT INTO synth_rejections (job, request_key, candidate, reason, detail, other_id, score, "
+                        "weakness_id) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk)),
+                        [v for row in chunk for v in row])
+        total = con.execute("SELECT sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL) FROM requests "
+                            "WHERE job = ? AND status = 'ok'", [job]).fetchall()[0]
+        report.job_spent_usd = float(total[0] or 0.0) if not total[1] else None
+        report.spent_usd = runner.budget.spent_this_run if runner.spend_known else None
+        report.added = added
+        report.example_ids = [c.example.id for c in accepted]
+        for c in accepted:
+            if c.weakness_id:
+                report.by_weakness[c.weakness_id] = report.by_weakness.get(c.weakness_id, 0) + 1
+        created = con.execute("SELECT min(created_at) FROM synth_jobs WHERE id = ?", [job]).fetchall()[0][0]
+        con.execute("DELETE FROM synth_jobs WHERE id = ?", [job])
+        con.execute(
+            """INSERT INTO synth_jobs (id, mode, task, teacher, n, seed, template_hash, params, status, report,
+                                       spent_usd, created_at, finished_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, current_timestamp), current_timestamp)""",
+            [job, opts.mode, plan.task, plan.teacher.spec, opts.n, opts.seed, plan.template_hash,
+             orjson.dumps(plan.params.to_dict()).decode(), "stopped" if report.stopped else "done",
+             orjson.dumps(report.to_dict()).decode(), report.job_spent_usd, created],
+        )
 
 
-def generate(
-    ws: Workspace,
-    *,
-    mode: str = "seeds",
-    teacher: str | Provider = DEFAULT_TEACHER,
-    n: int | None = None,
-    task: str | None = None,
-    system: str | None = None,
-    questions: str | Path | Sequence[Any] | None = None,
-    weaknesses: str | Path | Sequence[Weakness | dict[str, Any]] | None = None,
-    concurrency: int | None = None,
-    budget: float | None = None,
-    dry_run: bool = False,
-    seed: int = 0,
-    params: GenParams | None = None,
-    templates_dir: str | Path | None = None,
-    judge: str | Provider | Judge | None = None,
-    progress: bool = True,
-    k: int = DEFAULT_K,
-    filters: FilterConfig | None = None,
-    retry: RetryPolicy | None = None,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    prices: str | Path | PriceTable | None = None,
-) -> GenerateReport:
+# -- the four stages -----------------------------------------------------------------------------------------------
+def generate(ws: Workspace, options: GenerateOptions | None = None, /, **kwargs: Any) -> GenerateReport:
     """Generate examples with a teacher model and store those that pass the filters (see the module docstring).
 
-    ``n``: requests to make (seeds: one new example each; targeted: spread over the weaknesses,
-    default 5 each; answer: the first ``n`` questions, default all).  ``budget``: hard cap in USD for
-    the job (earlier runs of the same job count).  ``concurrency``: requests in flight (default 16
-    remote; local: the batch size, 8).  ``judge``: a provider spec / Provider / :class:`Judge`.
+    ``options``: a :class:`GenerateOptions`; keyword arguments are its fields (given with ``options``,
+    they replace its values): ``generate(ws, mode="seeds", teacher="openai:gpt-4o-mini", n=50)``.
     """
+    opts = dataclasses.replace(options, **kwargs) if options is not None else GenerateOptions(**kwargs)
     t0 = time.monotonic()
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
-    params = params or GenParams()
-    cfg = filters or FilterConfig()
-    policy = retry or RetryPolicy()
-    if n is not None and n < 1:
-        raise ConfigError("--n must be >= 1")
-    if k < 1:
-        raise ConfigError("k (seed examples per request) must be >= 1")
-    if mode == "seeds" and n is None:
-        raise ConfigError("seeds mode needs n, the number of examples to ask for (--n)")
-    if mode == "answer" and questions is None:
-        raise ConfigError("answer mode needs questions (--questions FILE)")
-    if mode == "targeted" and not weaknesses:
-        raise ConfigError("targeted mode needs weakness groups (--weaknesses FILE)")
-    qs = load_questions(questions) if mode == "answer" and questions is not None else None
-    ws_list = load_weaknesses(weaknesses) if mode == "targeted" and weaknesses is not None else None
-    table = prices if isinstance(prices, PriceTable) else load_prices(prices, ws.path)
-    limiter = RateLimiter(rpm, tpm)
-    from curator.llm.providers.local import DEFAULT_BATCH_SIZE
+    plan = _plan(ws, opts)
+    report = plan.report
+    if opts.dry_run:
+        report.estimate = _estimate(plan)
+        report.job_spent_usd = plan.already_spent
+        report.seconds = time.monotonic() - t0
+        return report
+    runner = Runner(plan.store, job=plan.job, budget=Budget(opts.budget, plan.already_spent), retry=opts.retry)
+    if plan.uncached:
+        plan.teacher.provider()  # fail fast on a missing key or bad model, before anything is asked
+        if plan.judge_endpoint is not None:
+            plan.judge_endpoint.provider()
 
-    t = _Teacher(teacher, table, concurrency, limiter, DEFAULT_BATCH_SIZE)
-    jdg = Judge(judge) if isinstance(judge, (str, Provider)) else judge
-    jt = _Teacher(jdg.teacher, table, concurrency, RateLimiter(rpm, tpm), DEFAULT_BATCH_SIZE) if jdg else None
-    warnings: list[str] = []
-    for who in [t] + ([jt] if jt else []):
-        if who.price is None:
-            if budget is not None:
-                raise PriceUnknownError(
-                    f"no price for {who.kind}:{who.model}, so --budget cannot be enforced: add "
-                    f"'{who.kind}: {{{who.model}: {{input: USD_PER_1M, output: USD_PER_1M}}}}' to {table.where()} "
-                    "(see curator/synth/prices.yaml)")
-            warnings.append(f"no price for {who.kind}:{who.model}: its cost is unknown (add it to a prices file)")
-
-    tmpl_name = {"seeds": "seeds", "targeted": "targeted", "answer": "answer"}[mode]
-    gen_tmpl = load_template(tmpl_name, templates_dir) if mode != "answer" else None
-    repair = load_template("repair", templates_dir)
-    judge_tmpl = load_template("judge", templates_dir) if jdg else None
-    tmpl_hash = hashlib.sha256("".join(x.hash for x in (gen_tmpl, repair, judge_tmpl) if x).encode()).hexdigest()[:16]
-    secrets = _secrets()
-
-    with ws.connect() as con:
-        if mode == "seeds":
-            assert gen_tmpl is not None and n is not None
-            task, specs = _plan_seeds(con, task, n, seed, k, system, gen_tmpl)
-            inputs: Any = None
-        elif mode == "answer":
-            assert qs is not None
-            specs = _plan_answer(con, qs, task, system, n)
-            inputs = hashlib.sha256(orjson.dumps([s.base for s in specs])).hexdigest()
-        else:
-            assert gen_tmpl is not None and ws_list is not None
-            specs = _plan_targeted(con, ws_list, task, n, seed, k, system, gen_tmpl)
-            inputs = [asdict(w) for w in ws_list]
-        pd = params.to_dict()
-        for s in specs:
-            s.key = request_key(t.kind, t.model, s.messages, pd, s.extra)
-        job = _job_id(mode=mode, task=task, teacher=f"{t.kind}:{t.model}", n=n, seed=seed, k=k, templates=tmpl_hash,
-                      params=pd, system=system, inputs=inputs,
-                      judge=None if not jt else [jt.kind, jt.model, jdg.min_score if jdg else None])
-        report = GenerateReport(job=job, mode=mode, task=task, teacher=t.spec, dry_run=dry_run,
-                                requested=len(specs), budget_usd=budget, warnings=warnings)
-        store = RequestStore(con)
-        store.preload([s.key for s in specs])
-        earlier = con.execute("SELECT sum(cost_usd) FROM requests WHERE job = ? AND status = 'ok'", [job]).fetchall()
-        already_spent = float(earlier[0][0] or 0.0)
-        uncached = [s for s in specs if store.get(s.key, query=False) is None]
-        if dry_run:
-            report.estimate = _estimate(specs, uncached, params, t, jdg, jt, judge_tmpl)
-            report.job_spent_usd = already_spent
-            report.seconds = time.monotonic() - t0
-            return report
-        bud = Budget(budget, already_spent)
-        run = _Run(store=store, budget=bud, policy=policy, report=report, job=job, secrets=secrets, cfg=cfg)
-        if uncached:
-            t.get()  # fail fast on a missing key or bad model, before anything is asked
-            if jt:
-                jt.get()
-
-        async def main() -> tuple[list[_Outcome], dict[int, Rejection], list[Candidate]]:
-            try:
-                with ExitStack() as stack:
-                    run.progress = _Progress(progress, len(specs), "generate", stack)
-                    outcomes = await _ask_all(run, t, specs, mode=mode, params=params, repair=repair,
-                                              tmpl_name=tmpl_name, tmpl_hash=tmpl_hash)
-                cands, pre = _filter(ws, con, outcomes, cfg, report)
-                if jdg and jt and judge_tmpl and cands and not report.stopped:
-                    judged = await _judge_all(run, jdg, jt, judge_tmpl, cands)
-                    pre.update({id(cands[i]): r for i, r in judged.items()})
-                elif jdg and cands:
-                    pre.update({id(c): Rejection("judge-failed", "not judged: the run stopped") for c in cands})
-                return outcomes, pre, cands
-            finally:
-                await t.aclose()
-                if jt:
-                    await jt.aclose()
-
+    async def network() -> tuple[list[Candidate], list[Rejection]]:
         try:
-            outcomes, rejected_by_id, cands = _run_async(main)
+            replies = await _fetch(plan, runner)
+            return await _filter(ws, plan, runner, replies)
         finally:
-            store.close()
-        _store(ws, con, report, outcomes, cands, rejected_by_id, job=job, mode=mode, task=task, teacher=t.spec,
-               n=n, seed=seed, tmpl_hash=tmpl_hash, params=pd, budget=bud, spend_known=run.spend_known)
+            await plan.teacher.aclose()
+            if plan.judge_endpoint is not None:
+                await plan.judge_endpoint.aclose()
+
+    try:
+        accepted, rejections = run_async(network)
+    finally:
+        plan.store.close()
+    _copy_stats(runner.stats, report)
+    _store(ws, plan, runner, accepted, rejections)
     report.seconds = time.monotonic() - t0
     return report
 
 
-def _filter(ws: Workspace, con: Any, outcomes: list[_Outcome], cfg: FilterConfig,
-            report: GenerateReport) -> tuple[list[Candidate], dict[int, Rejection]]:
-    """Candidates still in the running (not stored yet, no leak, no duplicate) and rejections by ``id(candidate)``."""
-    cands = sorted((o.candidate for o in outcomes if o.candidate is not None), key=lambda c: c.index)
-    report.candidates = len(cands)
-    rejected: dict[int, Rejection] = {}
-    # The same example twice: the first stays.  Then those stored by an earlier run of the job are done.
-    first: dict[str, Candidate] = {}
-    for c in cands:
-        if c.example.id in first:
-            rejected[id(c)] = Rejection("duplicate-exact", "same example as another new one", first[c.example.id].example.id,
-                                        1.0)
-        else:
-            first[c.example.id] = c
-    live = [c for c in cands if id(c) not in rejected]
-    stored: set[str] = set()
-    ids = [c.example.id for c in live]
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        stored |= {r[0] for r in con.execute(
-            f"SELECT id FROM examples WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()}
-    report.already_present = sum(1 for c in live if c.example.id in stored)
-    for c in live:
-        if c.example.id in stored and c.weakness_id:
-            report.by_weakness[c.weakness_id] = report.by_weakness.get(c.weakness_id, 0) + 1
-    live = [c for c in live if c.example.id not in stored]
-    for check in (find_leaks, find_duplicates):
-        found = check(ws, live, cfg)
-        for i, r in found.items():
-            rejected[id(live[i])] = r
-        live = [c for i, c in enumerate(live) if i not in found]
-    return live, rejected
+def _copy_stats(s: RunStats, report: GenerateReport) -> None:
+    for name in ("made", "cached", "failed", "not_started", "api_calls", "retries", "input_tokens", "output_tokens",
+                 "stopped", "message"):
+        setattr(report, name, getattr(s, name))
 
 
-def _estimate(specs: list[_Spec], uncached: list[_Spec], params: GenParams, t: _Teacher, jdg: Judge | None,
-              jt: _Teacher | None, judge_tmpl: Template | None) -> dict[str, Any]:
+# -- dry run -------------------------------------------------------------------------------------------------------
+def _estimate(plan: _Plan) -> dict[str, Any]:
+    """The dry run's figures: requests, cached ones, token and cost bounds (teacher and judge)."""
+    specs, uncached, params, t = plan.specs, plan.uncached, plan.params, plan.teacher
+    jdg, jt, judge_tmpl = plan.judge, plan.judge_endpoint, plan.judge_template
     est_in = sum(estimate_input_tokens(s.messages) for s in uncached)
     max_in = sum(max_input_tokens(s.messages) for s in uncached)
     max_out = len(uncached) * params.max_tokens
@@ -968,53 +849,3 @@ def _estimate(specs: list[_Spec], uncached: list[_Spec], params: GenParams, t: _
             a, b = d[key], d["judge"][key]
             d[key] = None if a is None or b is None else a + b
     return d
-
-
-def _store(ws: Workspace, con: Any, report: GenerateReport, outcomes: list[_Outcome], cands: list[Candidate],
-           rejected: dict[int, Rejection], *, job: str, mode: str, task: str | None, teacher: str, n: int | None,
-           seed: int, tmpl_hash: str, params: dict[str, Any], budget: Budget, spend_known: bool) -> None:
-    """Accepted examples (pinned to train), the job's rejections and its row, in one transaction."""
-    from curator.data.ingest import Columns, store_examples
-
-    accepted = [c for c in cands if id(c) not in rejected]
-    rejections: list[Rejection] = [o.rejection for o in outcomes if o.rejection is not None]
-    all_cands = {id(o.candidate): o.candidate for o in outcomes if o.candidate is not None}
-    for cid, r in rejected.items():
-        c = all_cands[cid]
-        r.request_key, r.weakness_id = c.request_key, c.weakness_id
-        r.candidate = {"messages": c.example.messages}
-        rejections.append(r)
-    for r in rejections:
-        report.rejected[r.reason] = report.rejected.get(r.reason, 0) + 1
-    report.rejected = dict(sorted(report.rejected.items(), key=lambda kv: (-kv[1], kv[0])))
-    cols = Columns.of([c.example for c in accepted], ["train"] * len(accepted))
-    with ws.transaction():
-        added, _ = store_examples(con, ws, cols)
-        con.execute("DELETE FROM synth_rejections WHERE job = ?", [job])
-        rows = [[job, r.request_key, orjson.dumps(r.candidate).decode() if r.candidate is not None else None,
-                 r.reason, r.detail, r.other_id, r.score, r.weakness_id] for r in rejections]
-        for start in range(0, len(rows), 200):
-            chunk = rows[start : start + 200]
-            con.execute("INSERT INTO synth_rejections (job, request_key, candidate, reason, detail, other_id, score, "
-                        "weakness_id) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk)),
-                        [v for row in chunk for v in row])
-        total = con.execute("SELECT sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL) FROM requests "
-                            "WHERE job = ? AND status = 'ok'", [job]).fetchall()[0]
-        report.job_spent_usd = float(total[0] or 0.0) if not total[1] else None
-        report.spent_usd = budget.spent_this_run if spend_known else None
-        report.added = added
-        report.example_ids = [c.example.id for c in accepted]
-        for c in accepted:
-            if c.weakness_id:
-                report.by_weakness[c.weakness_id] = report.by_weakness.get(c.weakness_id, 0) + 1
-        created = con.execute("SELECT min(created_at) FROM synth_jobs WHERE id = ?", [job]).fetchall()[0][0]
-        con.execute("DELETE FROM synth_jobs WHERE id = ?", [job])
-        con.execute(
-            """INSERT INTO synth_jobs (id, mode, task, teacher, n, seed, template_hash, params, status, report,
-                                       spent_usd, created_at, finished_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, current_timestamp), current_timestamp)""",
-            [job, mode, task, teacher, n, seed, tmpl_hash, orjson.dumps(params).decode(),
-             "stopped" if report.stopped else "done", orjson.dumps(report.to_dict()).decode(),
-             report.job_spent_usd, created],
-        )
-

@@ -164,7 +164,7 @@ _NEXT_PAIR = re.compile(r"\n[\s*#>\-]*(?:new\s+)?(?:question|example(?:\s+\d+)?)
 
 def _objects(text: str) -> list[str]:
     """Candidate JSON object texts: each balanced ``{...}`` from the start of the text on."""
-    out = []
+    out: list[str] = []
     start = text.find("{")
     while start != -1 and len(out) < 4:
         depth, in_str, esc = 0, False, False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,11 @@ from typing import Any
 import pytest
 from fakeserver import FakeLLMServer, RecordedRequest, Reply, rate_limited
 
-from curator.errors import BudgetExceededError
+from curator.errors import BudgetExceededError, MissingDependency, ProviderError
 from curator.llm.providers import OpenAIProvider
 from curator.workspace import Workspace
 from evals.compare import compare
-from evals.judge import judge_eval, judge_pairwise, parse_rubric, parse_winner
+from evals.judge import judge_eval, judge_pairwise, make_judge, parse_rubric, parse_winner
 from evals.runner import eval_rows, resolve_eval
 
 
@@ -133,3 +134,41 @@ def test_local_model_as_a_weak_judge(
     assert summary["judge"].startswith("local:")
     with ws.connect() as con:
         assert con.execute("SELECT count(*) FROM requests WHERE provider = 'local'").fetchall()[0][0] == 2
+
+
+def test_a_local_judge_without_torch_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, make_eval: Callable[..., str], test_ids: list[str], tiny_model_dir: Path
+) -> None:
+    # No silent switch to another judge: the local provider or one error naming the extra.
+    ws = Workspace()
+    make_eval("base", {i: {"rougeL": 0.1} for i in test_ids[:2]})
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependency, match=r"pip install 'curator-loop\[train\]'$"):
+        judge_eval(ws, "base", f"local:{tiny_model_dir}", max_tokens=4)
+    with pytest.raises(MissingDependency):
+        make_judge(f"local:{tiny_model_dir}")
+    with ws.connect() as con:
+        assert con.execute("SELECT count(*) FROM requests").fetchall()[0][0] == 0
+
+
+def test_judge_requests_get_rate_limits_retries_and_scrubbing(
+    fake_llm: FakeLLMServer, make_eval: Callable[..., str], test_ids: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-judge-SECRET-key-1234567"
+    monkeypatch.setenv("CURATOR_COMPATIBLE_API_KEY", secret)
+    ws = Workspace()
+    make_eval("base", {i: {"rougeL": 0.1} for i in test_ids})
+    fake_llm.responder = lambda req: json.dumps({"score": 4, "rationale": f"echoing {secret}"})
+    fake_llm.script(rate_limited(retry_after=0), rate_limited(retry_after=0))
+    summary = judge_eval(ws, "base", _spec(fake_llm), concurrency=2)
+    assert summary["mean"] == 4 and fake_llm.count() == 8
+    rows = eval_rows(ws, resolve_eval(ws, "base").id)
+    assert all(r.meta["judge_rationale"] == "echoing [REDACTED]" for r in rows)
+    with ws.connect() as con:
+        texts = con.execute("SELECT text, response FROM requests").fetchall()
+    assert len(texts) == 6 and not any(secret in t or secret in (resp or "") for t, resp in texts)
+    # a judge that keeps failing is an error, after the others are cached
+    fake_llm.responder = lambda req: Reply(status=400, message="bad judge")
+    make_eval("r2", {i: {"rougeL": 0.1} for i in test_ids}, predictions={i: "other" for i in test_ids})
+    with pytest.raises(ProviderError, match="bad judge"):
+        judge_eval(ws, "r2", _spec(fake_llm))

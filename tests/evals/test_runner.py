@@ -222,3 +222,34 @@ def test_real_smollm2_on_two_bundled_test_examples(ws: Any) -> None:
     assert res.summary["overall"]["n"] == 2 and 0 < res.summary["overall"]["eval_loss"] < 10
     assert all(r.prediction for r in eval_rows(ws, res.id))
     assert evaluate(ws, "base", limit=2, max_new_tokens=24, progress=False).cached
+
+
+def test_prompting_baselines_put_train_shots_before_the_prompt(snap_ws: Any, tiny_model_dir: Path) -> None:
+    from curator.snapshots import read_split, resolve_snapshot
+    from evals.runner import _items, add_shots, resolve_eval
+
+    plain = _eval(snap_ws, tiny_model_dir)
+    few = _eval(snap_ws, tiny_model_dir, prompting="few_shot", shots=3)
+    near = _eval(snap_ws, tiny_model_dir, prompting="retrieval_few_shot", shots=2)
+    assert (few.run_id, near.run_id) == ("base+few_shot", "base+retrieval_few_shot")
+    assert len({plain.eval_id, few.eval_id, near.eval_id}) == 3
+    assert few.params["shots"] == 3 and few.params["shots_sha256"] and "prompting" not in plain.params
+    assert resolve_eval(snap_ws, "base").eval_id == plain.eval_id  # a baseline never stands in for the plain run
+
+    def prompt_tokens(eid: str) -> dict[str, int]:
+        with snap_ws.connect() as con:
+            rows = con.execute("SELECT example_id, meta FROM eval_results WHERE eval_id = ?", [eid]).fetchall()
+        return {e: json.loads(m)["prompt_tokens"] for e, m in rows}
+
+    p0, p3 = prompt_tokens(plain.eval_id), prompt_tokens(few.eval_id)
+    assert p0.keys() == p3.keys() and all(p3[e] > p0[e] for e in p0)
+
+    # retrieval: the nearest train example is the last shot, right before the question
+    snap = resolve_snapshot(snap_ws, "latest")
+    items = _items(read_split(snap_ws, snap, "test"))
+    train = read_split(snap_ws, snap, "train")
+    items[0].prompt[-1]["content"] = next(m["content"] for m in train[5]["messages"] if m["role"] == "user")
+    add_shots(snap_ws, snap, items[:1], "retrieval_few_shot", 2, 0)
+    assert items[0].prompt[-3]["content"] == items[0].prompt[-1]["content"]  # the same question, answered
+    with pytest.raises(CuratorError, match="unknown prompting 'many_shot'"):
+        _eval(snap_ws, tiny_model_dir, prompting="many_shot")

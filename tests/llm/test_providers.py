@@ -24,7 +24,7 @@ from fakeserver import (
     slow,
 )
 
-from curator.errors import MissingKeyError, ProviderError
+from curator.errors import MissingDependency, MissingKeyError, ProviderError
 from curator.llm.providers import (
     AnthropicProvider,
     CompatibleProvider,
@@ -141,9 +141,19 @@ def test_make_provider(fake_llm: FakeLLMServer) -> None:
     assert complete(p).text == "fake reply 1"
 
 
-def test_make_provider_local_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "curator.llm.providers.local", None)
-    with pytest.raises(ProviderError, match="local provider not available"):
+@pytest.mark.parametrize("module", ["torch", "transformers"])
+def test_make_provider_local_without_its_dependencies(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    # No fallback to another algorithm: one error that says which extra to install.
+    monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like to import
+    with pytest.raises(MissingDependency) as exc:
+        make_provider("local:smol|/nowhere")
+    assert str(exc.value).endswith("pip install 'curator-loop[train]'") and exc.value.extra == "train"
+    assert module in str(exc.value) and "local provider" in str(exc.value)
+
+
+def test_make_provider_local_module_error_is_not_translated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "curator.llm.providers.local", None)  # a broken install: a bug, not a message
+    with pytest.raises(ModuleNotFoundError):
         make_provider("local:smol|/nowhere")
 
 

@@ -1,8 +1,9 @@
 """Two rounds end to end on the tiny model, with the real openai SDK talking to a local fake teacher.
 
-Round 1: snapshot -> train (base model) -> evaluate against the base model -> weaknesses -> targeted
-data.  Round 2: feedback ingested -> a new snapshot -> training continues from round 1's adapter ->
-evaluate against round 1 (whose predictions on the unchanged test split are reused).
+Round 1: snapshot -> train (base model) -> dev decision against the base model -> test report -> dev
+weaknesses -> targeted data.  Round 2: feedback ingested -> a new snapshot -> training continues from
+the champion -> evaluated against the champion (whose predictions on the unchanged splits are reused).
+The test split never reaches the teacher (canary test); a round is reproducible (same metrics twice).
 """
 
 from __future__ import annotations
@@ -75,27 +76,79 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
                          "AND json_extract_string(meta, '$.weakness_id') IS NOT NULL")[0][0]
     assert targeted == r1.batch["added"]
 
-    # Round 2: new data (targeted + feedback) in a new snapshot, training continued from round 1.
-    assert (r2.round, r2.baseline) == (2, r1.run_id)
+    # Round 1's decision on the dev split, with its evidence; the champion after it follows from it.
+    assert r1.dev_eval_id and r1.promotion["criterion"] == "bootstrap" and r1.promotion["n"] >= 1
+    assert r1.champion == (r1.run_id if r1.promoted else "base")
+    assert r1.batch["weaknesses_from"]["split"] == "eval"
+    dev_split = _rows(ws, "SELECT split FROM evals WHERE id = ?", [r1.dev_eval_id])[0][0]
+    assert dev_split == "eval"
+
+    # Round 2: new data (targeted + feedback) in a new snapshot, training continued from the champion.
+    assert (r2.round, r2.baseline) == (2, r1.champion)
     assert r2.snapshot_id != r1.snapshot_id and r2.feedback is not None
     meta = json.loads(_rows(ws, "SELECT meta FROM runs WHERE id = ?", [r2.run_id])[0][0])
-    assert meta["base_run"] == r1.run_id
-    assert any(f"continues from the adapter of {r1.run_id}" in line for line in logs)
-    # The baseline's predictions on the same 30 test examples were reused, not generated again.
+    assert meta.get("base_run") == (r1.run_id if r1.promoted else None)
+    assert any(f"continues from the adapter of the champion {r1.run_id}" in line for line in logs) == r1.promoted
+    # The champion's predictions on the same 30 test examples were reused, not generated again.
     eval_r2 = json.loads(_rows(ws, "SELECT eval FROM rounds WHERE round = 2")[0][0])
+    reused_from = r1.eval_id if r1.promoted else eval_r1["baseline_eval_id"]
     reused = _rows(ws, "SELECT count(*) FROM eval_results WHERE eval_id = ? "
-                       "AND json_extract_string(meta, '$.reused_from') = ?", [eval_r2["baseline_eval_id"], r1.eval_id])
+                       "AND json_extract_string(meta, '$.reused_from') = ?", [eval_r2["baseline_eval_id"], reused_from])
     assert reused[0][0] == 30
 
     from curator.loop.report import write_round_report
 
     html = write_round_report(ws).read_text()
     assert f"<td>{r1.run_id}</td><td>base model</td>" in html  # the lineage: round 1 from the base model,
-    assert f"<td>{r2.run_id}</td><td>{r1.run_id}</td>" in html  # round 2 from round 1's adapter
+    if r1.promoted:
+        assert f"<td>{r2.run_id}</td><td>{r1.run_id}</td>" in html  # round 2 from round 1's adapter
 
     history = list_rounds(ws)
     assert [h["round"] for h in history] == [1, 2] and all(h["status"] == "done" for h in history)
-    assert history[1]["baseline"] == r1.run_id and "rougeL" in history[1]["summary"]
+    assert history[1]["baseline"] == r1.champion and "rougeL" in history[1]["summary"]
+    assert [h["promoted"] for h in history] == [r1.promoted, r2.promoted]
+    assert history[1]["champion"] == (r2.run_id if r2.promoted else r1.champion)
+
+
+CANARY = "zqxcanaryvole"
+
+
+def test_nothing_from_the_test_split_reaches_the_teacher(ws: Workspace, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A canary word planted in every test prompt (and only there) is in no teacher request."""
+    ws.set_setting("split_ratios", [0.8, 0.2, 0.0])
+    ingest_file(ws, SEEDS / "seeds.jsonl", task="support", origin="seed")
+    planted = tmp_path / "test.jsonl"
+    rows = [json.loads(line) for line in (SEEDS / "test.jsonl").read_text().splitlines() if line.strip()]
+    for r in rows:
+        user = next(m for m in r["messages"] if m["role"] == "user")
+        user["content"] = f"{user['content']} ({CANARY} account {CANARY}-7)"
+    planted.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest_file(ws, planted, task="support", split="test", origin="seed")
+    with FakeLLMServer(_teacher_reply) as srv:
+        r = run_round(ws, task="support", teacher=f"compatible:{srv.openai_base_url}:teacher", n_generate=6,
+                      overrides=tiny_overrides(tiny_model_dir, eval_steps=0, max_seq_length=384), max_new_tokens=4,
+                      log=lambda m: None)
+        bodies = [json.dumps(rec.body) for rec in srv.requests]
+    assert r.batch["weaknesses"] >= 1 and len(bodies) >= 1  # the teacher was asked about weaknesses...
+    assert not [b for b in bodies if CANARY in b]  # ...and never saw a word of the test split
+    # the canary is in the test evaluation (so the test split was evaluated), and in no training example
+    assert _rows(ws, "SELECT count(*) FROM examples WHERE origin = 'synthetic' AND messages::VARCHAR LIKE ?",
+                 [f"%{CANARY}%"])[0][0] == 0
+
+
+def test_a_round_is_reproducible(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Same data, seed and commit: every metric of the round is the same, to the last digit."""
+    results = []
+    for name in ("a", "b"):
+        w = Workspace(tmp_path / name)
+        w.set_setting("split_ratios", [0.85, 0.15, 0.0])
+        ingest_file(w, SEEDS / "seeds.jsonl", task="support", origin="seed")
+        ingest_file(w, SEEDS / "test.jsonl", task="support", split="test", origin="seed")
+        r = run_round(w, task="support", n_generate=0, max_new_tokens=6, max_eval=10, log=lambda m: None,
+                      overrides=tiny_overrides(tiny_model_dir, eval_steps=0, max_seq_length=384))
+        dev = json.loads(_rows(w, "SELECT eval FROM rounds WHERE round = 1")[0][0])["dev"]
+        results.append((r.summary, r.baseline_summary, dev["summary"], r.promotion["delta"], r.promoted))
+    assert results[0] == results[1]
 
 
 

@@ -63,14 +63,13 @@ def test_svg_charts_handle_empty_and_data() -> None:
 
 
 def test_chart_axes_use_round_ticks() -> None:
-    from curator.html.charts import nice_ticks
-    from curator.quality.audit_report import bars_svg, histogram_svg
+    from curator.html.charts import bar_chart, histogram, nice_ticks
 
     assert nice_ticks(0, 300, 4) == [0, 100, 200, 300]
     assert nice_ticks(0, 350, 4) == [0, 100, 200, 300, 400]
     assert nice_ticks(0.12, 0.41) == [0.1, 0.2, 0.3, 0.4, 0.5]
     # Audit charts: a tallest bar of 300 gets gridlines at 0, 100, 200, 300 (it was 0, 125, 250, 375, 500).
-    svg = bars_svg({"a": 300, "b": 120}, title="t")
+    svg = bar_chart({"a": 300, "b": 120}, title="t")
     assert all(f">{v}</text>" in svg for v in ("0", "100", "200", "300")) and ">125<" not in svg
-    hist = histogram_svg({"edges": [0, 10, 20], "counts": [7, 3], "overflow": 0}, "h", "#000", "tokens")
+    hist = histogram({"edges": [0, 10, 20], "counts": [7, 3], "overflow": 0}, "h", "#000", "tokens")
     assert ">8</text>" in hist and ">2</text>" in hist

@@ -16,8 +16,9 @@ from helpers import chat, write_jsonl
 from curator.cli import main
 from curator.data.ingest import ingest_file, store_examples
 from curator.errors import CuratorError
-from curator.quality.audit import audit, check_rules, is_refusal, parse_rule
+from curator.quality.audit import audit, check_rules, parse_rule
 from curator.quality.audit_report import render_html
+from curator.quality.refusal import is_refusal
 from curator.records import Example
 
 
@@ -79,7 +80,7 @@ def test_cli_audit_fail_on_and_json(messy, tmp_path: Path) -> None:
     assert "check       examples  share" in r.output and "14 active examples" in r.output
     r = runner.invoke(main, ["audit", "--json", "--fail-on", "leakage>0", "--fail-on", "pii>0.5"])
     assert r.exit_code == 1
-    out = json.loads(r.output[: r.output.rindex("}") + 1])
+    out = json.loads(r.stdout)  # stage lines and the failure note go to stderr
     assert out["failed"] == ["leakage>0 (leakage = 1)"]
     assert "audit failed: leakage>0 (leakage = 1)" in r.output
     r = runner.invoke(main, ["audit", "--fail-on", "bogus>1"])

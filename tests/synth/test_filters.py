@@ -6,15 +6,7 @@ import pytest
 from synth.synth_helpers import seeded_workspace
 
 from curator.records import Example
-from curator.synth.filters import (
-    Candidate,
-    FilterConfig,
-    check_text,
-    find_duplicates,
-    find_duplicates_cores,
-    find_leaks,
-    find_leaks_cores,
-)
+from curator.synth.filters import Candidate, FilterConfig, check_text, find_duplicates, find_leaks
 
 SYSTEM = "You are the support assistant for Nimbus Cloud."
 ANSWER = "Diagnosis: x.\n1. a step\n2. b step\n3. c step\nEscalation: open a ticket."
@@ -49,8 +41,8 @@ def test_check_text_passes_and_can_be_switched_off() -> None:
     assert check_text("Help?", ANSWER, "stop", FilterConfig(skip=frozenset({"length"}))) is None
 
 
-@pytest.mark.parametrize("find", [find_duplicates, find_duplicates_cores])
-def test_duplicates_of_stored_and_of_each_other(ws, find) -> None:  # noqa: ANN001
+def test_duplicates_of_stored_and_of_each_other(ws) -> None:  # noqa: ANN001
+    find = find_duplicates
     seeded_workspace(ws)
     seed_q = "My Nimbus Compute instance i-0a41 has been stuck in 'starting' for 20 minutes. What should I do?"
     cands = [
@@ -68,8 +60,8 @@ def test_duplicates_of_stored_and_of_each_other(ws, find) -> None:  # noqa: ANN0
     assert find(ws, cands, FilterConfig(skip=frozenset({"exact", "near", "semantic"}))) == {}
 
 
-@pytest.mark.parametrize("find", [find_leaks, find_leaks_cores])
-def test_leaks_into_test_split(ws, find) -> None:  # noqa: ANN001
+def test_leaks_into_test_split(ws) -> None:  # noqa: ANN001
+    find = find_leaks
     seeded_workspace(ws)
     test_q = "I can't delete an old instance; the console says 'Deletion protection is enabled'."
     cands = [cand(0, test_q), cand(1, "Why is my invoice higher than the plan price this month?")]
@@ -84,10 +76,8 @@ def test_semantic_paraphrase_of_a_test_item_is_a_leak_and_near_copies_are_duplic
     paraphrase = "The console won't let me delete an old instance because deletion protection is enabled."
     fresh = "Why is my invoice higher than the plan price this month?"
     cands = [cand(0, paraphrase), cand(1, fresh), cand(2, "Why is this month's invoice higher than my plan's price?")]
-    for find in (find_leaks, find_leaks_cores):
-        found = find(ws, cands, FilterConfig())
-        assert list(found) == [0] and found[0].reason == "leak-semantic" and found[0].score >= 0.85
-    for find in (find_duplicates, find_duplicates_cores):
-        found = find(ws, cands[1:], FilterConfig())
-        assert list(found) == [1] and found[1].reason == "duplicate-semantic"
-        assert found[1].other_id == cands[1].example.id
+    found = find_leaks(ws, cands, FilterConfig())
+    assert list(found) == [0] and found[0].reason == "leak-semantic" and found[0].score >= 0.85
+    found = find_duplicates(ws, cands[1:], FilterConfig())
+    assert list(found) == [1] and found[1].reason == "duplicate-semantic"
+    assert found[1].other_id == cands[1].example.id

@@ -22,7 +22,15 @@ from synth.synth_helpers import SEEDS, TEST, answer_reply, rows, seeded_workspac
 
 from curator.errors import InputError, MissingKeyError
 from curator.llm.budget import max_input_tokens
-from curator.synth import FilterConfig, GenParams, Judge, PriceUnknownError, RetryPolicy, generate
+from curator.synth import (
+    FilterConfig,
+    GenerateOptions,
+    GenParams,
+    Judge,
+    PriceUnknownError,
+    RetryPolicy,
+    generate,
+)
 
 KEY = "sk-test-generate-SECRET-424242"
 NO_SEMANTIC = FilterConfig(skip=frozenset({"semantic"}))
@@ -373,3 +381,17 @@ def test_rate_limiter_spaces_requests() -> None:
     assert asyncio.run(main(RateLimiter(rpm=600), 12, 1)) >= 0.15
     # 6,000 tokens a minute = 100 a second: five requests of 50 tokens need at least 1.5 s of refill.
     assert asyncio.run(main(RateLimiter(tpm=6000), 5, 50)) >= 1.4
+
+
+def test_an_options_object_and_keywords_make_the_same_run(ws, fake_llm: FakeLLMServer) -> None:
+    seeded_workspace(ws)
+    fake_llm.responder = unique_pair
+    opts = GenerateOptions(teacher="openai:gpt-4o-mini", task="support", n=3, filters=NO_SEMANTIC, progress=False,
+                           retry=FAST_RETRY)
+    a = generate(ws, opts)
+    b = gen(ws, teacher="openai:gpt-4o-mini", n=3)
+    assert a.job == b.job and (a.made, b.made, b.cached, b.already_present) == (3, 0, 3, a.added)
+    c = generate(ws, opts, n=4)  # keywords replace fields of the object, which stays as it was
+    assert (c.requested, c.cached, c.made, opts.n) == (4, 3, 1, 3) and c.job != a.job
+    with pytest.raises(TypeError):
+        generate(ws, teacher="openai:gpt-4o-mini", n=1, no_such_option=True)

@@ -117,7 +117,7 @@ def test_every_command_has_help(cmd: list[str]) -> None:
 
 
 def test_docs_cover_every_command() -> None:
-    doc = (ROOT / "docs" / "trainer.md").read_text()
+    doc = (ROOT / "docs" / "training.md").read_text()
     for cmd in ("curator train", "curator runs list", "curator runs show", "curator runs resume", "curator lineage",
                 "curator chat", "curator export-model", "accelerate launch", "--backend openai"):
         assert cmd in doc, cmd

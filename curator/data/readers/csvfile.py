@@ -66,6 +66,7 @@ def iter_csv(path: Path, mapping: CsvMapping) -> Iterator[tuple[int, Any]]:
             raise InputError(
                 f"cannot tell which column holds the {option.split('-')[2]}; header is {header}: pass {option}", path, 1
             )
+    assert prompt is not None and response is not None  # for the type checker: the loop above raised otherwise
     for option, col in (
         ("--prompt-column", prompt), ("--response-column", response),
         ("--system-column", mapping.system), ("--task-column", mapping.task),

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from curator.errors import InputError
+from curator.errors import InputError, require
 
 NAME = "hf"
 __all__ = ["NAME", "is_dataset_dir", "iter_hf"]
@@ -34,6 +34,7 @@ def iter_hf(path: Path, split: str | None = None) -> Iterator[tuple[int, Any, st
         return
     if not is_dataset_dir(path):
         raise InputError("not a Hugging Face dataset folder (no dataset_info.json / dataset_dict.json)", path)
+    require("datasets", "hf", "reading a Hugging Face datasets folder")
     from datasets import Dataset, DatasetDict, load_from_disk
 
     try:

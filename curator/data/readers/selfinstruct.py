@@ -22,7 +22,7 @@ def convert(obj: dict[str, Any]) -> list[tuple[list[dict[str, Any]], dict[str, A
     instances = obj.get("instances")
     if not isinstance(instances, list) or not instances:
         raise RowError('"instances" must be a non-empty list')
-    meta = {k: obj[k] for k in ("id", "name", "motivation_app", "is_classification") if k in obj}
+    meta: dict[str, Any] = {k: obj[k] for k in ("id", "name", "motivation_app", "is_classification") if k in obj}
     out = []
     for j, inst in enumerate(instances, 1):
         if not isinstance(inst, dict):

@@ -1,8 +1,9 @@
 """Feedback readers, one module per format, behind :func:`read_feedback`.
 
 Formats: ``chat`` (rated chat logs), ``trace`` (Langfuse / LangSmith exports), ``oasst``
-(Open-Assistant message trees) and ``hh-rlhf`` (HH-RLHF transcripts and other
-``chosen``/``rejected`` pairs).  ``auto`` decides from the keys of the first readable record.
+(Open-Assistant message trees), ``hh-rlhf`` (HH-RLHF transcripts and other
+``chosen``/``rejected`` pairs) and ``serve`` (rated traces of ``curator serve``).  ``auto`` decides
+from the keys of the first readable record.
 JSON Lines or a JSON array, plain or gzip-compressed (``.gz``).
 """
 
@@ -23,13 +24,13 @@ from curator.data.readers.shapes import RowError
 from curator.data.readers.textfile import MAX_LINE_BYTES, check_file, iter_json_records
 from curator.errors import InputError
 from curator.feedback.events import Parsed, RatingRules
-from curator.feedback.readers import chatlog, hhrlhf, oasst, traces
+from curator.feedback.readers import chatlog, hhrlhf, oasst, served, traces
 
 __all__ = ["FEEDBACK_FORMATS", "READERS", "FeedbackSource", "detect_format", "read_feedback"]
 
 #: Record shapes in detection order (the more specific first).
-READERS: dict[str, ModuleType] = {m.NAME: m for m in (oasst, hhrlhf, traces, chatlog)}
-FEEDBACK_FORMATS = ("auto", "chat", "trace", "oasst", "hh-rlhf")
+READERS: dict[str, ModuleType] = {m.NAME: m for m in (served, oasst, hhrlhf, traces, chatlog)}
+FEEDBACK_FORMATS = ("auto", "chat", "trace", "oasst", "hh-rlhf", "serve")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from curator.errors import ProviderError
+from curator.errors import require
 from curator.llm.providers.base import (
     PROVIDER_KINDS,
     SPEC_FORMS,
@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from curator.llm.providers.openai import OpenAIProvider
 
 _LAZY = {"AnthropicProvider": ".anthropic", "CompatibleProvider": ".compatible", "OpenAIProvider": ".openai"}
+_SDK = {"anthropic": "anthropic", "compatible": "openai", "openai": "openai"}  # each in the [synth] extra
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        require(_SDK[_LAZY[name][1:]], "synth", name)
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
@@ -62,9 +64,12 @@ def make_provider(spec: str, **kw: Any) -> Provider:
 
     ``openai:MODEL``, ``anthropic:MODEL``, ``compatible:BASE_URL:MODEL``, ``local:NAME|PATH``.
     For ``local`` the module ``.local`` is imported only now and called as
-    ``LocalProvider("NAME|PATH", **kw)``.
+    ``LocalProvider("NAME|PATH", **kw)``; without torch and transformers that raises
+    :class:`~curator.errors.MissingDependency` (the ``pip install`` line of the extra), never a fallback.
     """
     kind, model, base_url = parse_spec(spec)
+    if kind in _SDK:
+        require(_SDK[kind], "synth", f"the {kind} provider")
     if kind == "openai":
         from curator.llm.providers.openai import OpenAIProvider
 
@@ -78,11 +83,6 @@ def make_provider(spec: str, **kw: Any) -> Provider:
 
         assert base_url is not None
         return CompatibleProvider(base_url, model, **kw)
-    try:
-        from curator.llm.providers.local import LocalProvider  # type: ignore[import-not-found, unused-ignore]
-    except ModuleNotFoundError as e:
-        if e.name is not None and e.name.endswith("providers.local"):
-            raise ProviderError("local provider not available") from e
-        raise ProviderError(f"local provider not available: {e}") from e  # a dependency of local.py
-    provider: Provider = LocalProvider(model, **kw)
-    return provider
+    from curator.llm.providers.local import LocalProvider
+
+    return LocalProvider(model, **kw)

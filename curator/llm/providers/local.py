@@ -4,6 +4,8 @@ Generation goes through :func:`curator.models.generate` (the shared chat templat
 concurrent :meth:`LocalProvider.complete` calls are gathered into one ``generate`` call of up to
 ``batch_size`` conversations, run in a worker thread so the event loop stays free.  The model is
 loaded once per provider instance, on first use.  Cost is always 0 and ``remote`` is False.
+Without torch or transformers the constructor raises :class:`~curator.errors.MissingDependency`
+(``pip install 'curator-loop[train]'``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import asyncio
 import threading
 from typing import Any
 
-from curator.errors import CuratorError, ProviderError
+from curator.errors import CuratorError, ProviderError, require
 from curator.llm.providers.base import Completion, GenParams, Provider
 
 __all__ = ["DEFAULT_BATCH_SIZE", "LocalProvider"]
 
 DEFAULT_BATCH_SIZE = 8
+LOCAL_EXTRA = "train"  # the optional dependency group with torch and transformers
 
 
 class LocalProvider(Provider):
@@ -42,6 +45,8 @@ class LocalProvider(Provider):
     ) -> None:
         if not name_or_path:
             raise ProviderError("local: a model name or folder is required")
+        for module in ("torch", "transformers"):
+            require(module, LOCAL_EXTRA, "the local provider (local:NAME|PATH)")
         if batch_size < 1:
             raise ProviderError("local: batch_size must be >= 1")
         self.model = name_or_path

@@ -1,12 +1,12 @@
 """Dataset dedup: exact (folded text), near-duplicate (MinHash LSH) and semantic (embeddings).
 
-Pure cores over lists and arrays (:mod:`.normalize`, :mod:`.exact`, :mod:`.minhash`,
-:mod:`.near`, :mod:`.neighbors`, :mod:`.semantic`, :mod:`.unionfind`) and the workspace layer
+Pure cores over lists and arrays (:mod:`.exact`, :mod:`.minhash`, :mod:`.near`, :mod:`.neighbors`,
+:mod:`.semantic`, :mod:`.unionfind`; texts folded by :func:`curator.quality.fold.fold`) and the workspace layer
 (:mod:`.run`): :func:`dedup` and :func:`find_duplicates_of`
 (:func:`curator.quality.decisions.restore` undoes them).
 """
 
-from curator.quality.dedup.exact import exact_pairs, fold_key, key_of
+from curator.quality.dedup.exact import exact_pairs, key_of
 from curator.quality.dedup.near import near_pairs
 from curator.quality.dedup.run import (
     DEDUP_KINDS,
@@ -27,7 +27,6 @@ __all__ = [
     "dedup",
     "exact_pairs",
     "find_duplicates_of",
-    "fold_key",
     "keeper_rank",
     "key_of",
     "near_pairs",

@@ -9,8 +9,9 @@ grouped anywhere (SQL ``GROUP BY``, a shuffle), and :func:`pairs_from_keys` /
 
 Pipeline (:func:`near_duplicate_pairs`)
 ---------------------------------------
-1. **Words.** A batch of texts is folded exactly like :func:`curator.quality.dedup.normalize.fold_text`
-   (NFKC, casefold, punctuation deleted, whitespace folded), UTF-8 encoded as one buffer, and
+1. **Words.** A batch of texts is folded exactly like :func:`curator.quality.fold.fold` (NFKC,
+   casefold, apostrophes deleted, other punctuation and whitespace -> one space; the same
+   per-code-point table), UTF-8 encoded as one buffer, and
    every word is hashed in numpy with a fixed, seeded *tabulation hash* over its bytes
    (``sum T[position, byte]`` mod 2^64, then the MurmurHash3 64-bit finaliser). No Python
    ``hash()``: the result is identical across processes, machines and batch splits.
@@ -61,10 +62,11 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 
-from curator.quality.dedup.normalize import _punctuation_table
+from curator.quality.fold import DELETE, SPACE, char_classes
 
 __all__ = [
     "DEFAULT_K",
@@ -134,23 +136,15 @@ def _byte_table() -> np.ndarray:
     return table.ravel()
 
 
-@cache
-def _char_class() -> np.ndarray:
-    """Per code point: 0 keep, 1 delete (Unicode ``P*``, as ``fold_text``), 2 whitespace."""
-    cls = np.zeros(0x110000, dtype=np.uint8)
-    cls[np.fromiter(_punctuation_table(), dtype=np.int64)] = 1
-    cls[[cp for cp in range(0x110000) if chr(cp).isspace()]] = 2
-    return cls
-
-
 def _fold_join(texts: Sequence[str]) -> np.ndarray:
-    """Fold ``texts`` like ``fold_text`` and return them as one UTF-8 byte array, NUL-separated.
+    """Fold ``texts`` like :func:`curator.quality.fold.fold`; return one UTF-8 byte array, NUL-separated.
 
-    Whitespace comes back as single 0x20 bytes (runs are not folded: the word splitter
-    ignores empty words). NUL is the text separator, so a NUL inside a text counts as
-    whitespace. NFKC and casefold never move characters across a NUL, so folding the joined
-    batch equals folding each text. Punctuation is deleted with a numpy lookup on code points:
-    ``str.translate`` with a dict table is slow on non-ASCII strings.
+    Whitespace and punctuation come back as single 0x20 bytes (runs are not folded: the word
+    splitter ignores empty words), apostrophes are dropped. NUL is the text separator, so a NUL
+    inside a text counts as whitespace (as in ``fold``). NFKC and casefold never move characters
+    across a NUL, so folding the joined batch equals folding each text. The classes come from a
+    numpy lookup on code points (:func:`curator.quality.fold.char_classes`): ``str.translate``
+    with a dict table is slow on non-ASCII strings.
     """
     joined = "\x00".join(texts)
     if joined.count("\x00") != len(texts) - 1:
@@ -160,8 +154,8 @@ def _fold_join(texts: Sequence[str]) -> np.ndarray:
     else:
         joined = unicodedata.normalize("NFKC", joined).casefold()
         cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    cls = _char_class()[cps]
-    cps = np.where(cls == 2, 0x20, cps)[cls != 1].astype(cps.dtype, copy=False)
+    cls = char_classes()[cps]
+    cps = np.where(cls == SPACE, 0x20, cps)[cls != DELETE].astype(cps.dtype, copy=False)
     if cps.dtype == np.uint8:
         return cps
     if not (cps >= 0x80).any():
@@ -183,7 +177,8 @@ def _word_hashes(buf: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]
     if starts.size == 0:
         return np.empty(0, dtype=np.uint64), np.zeros(n_texts, dtype=np.int64)
     lengths = np.flatnonzero(edges == -1) - starts
-    pos = np.zeros(buf.size, dtype=np.int64 if buf.size >= 2**31 else np.int32)
+    pos: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(
+        buf.size, dtype=np.int64 if buf.size >= 2**31 else np.int32)
     pos[starts] = starts
     np.maximum.accumulate(pos, out=pos)
     np.subtract(np.arange(buf.size, dtype=pos.dtype), pos, out=pos)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from curator.errors import require
+
 __all__ = ["cosine_pairs", "cosine_pairs_faiss", "normalize_rows"]
 
 
@@ -59,7 +61,7 @@ def cosine_pairs(
         raise ValueError(f"block must be >= 1, got {block}")
     x = normalize_rows(vectors)
     self_mode = queries is None
-    q = x if self_mode else normalize_rows(queries)
+    q = x if queries is None else normalize_rows(queries)
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"dimension mismatch: queries {q.shape[1]} vs vectors {x.shape[1]}")
     thr = np.float32(threshold)
@@ -93,13 +95,14 @@ def cosine_pairs_faiss(
     keeps only hits above the threshold: each row contributes at most ``k`` neighbours (in
     self mode a pair is still reported if either row lists the other), which bounds the output
     for huge clusters of near-identical vectors at the cost of recall inside them.
-    Same return format and pair orientation as :func:`cosine_pairs`.
+    Same return format and pair orientation as :func:`cosine_pairs`. Needs faiss (the ``[embed]``
+    extra; :class:`curator.errors.MissingDependency` otherwise).
     """
-    import faiss
+    faiss = require("faiss", "embed", "faiss cosine search")
 
     x = normalize_rows(vectors)
     self_mode = queries is None
-    q = x if self_mode else normalize_rows(queries)
+    q = x if queries is None else normalize_rows(queries)
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"dimension mismatch: queries {q.shape[1]} vs vectors {x.shape[1]}")
     if x.shape[0] == 0 or q.shape[0] == 0:

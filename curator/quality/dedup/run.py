@@ -2,7 +2,7 @@
 
 Three methods, run in this order, each on what the previous ones left active:
 
-* ``exact``    -- equal :func:`curator.quality.dedup.exact.fold_key` text (case, punctuation, spaces);
+* ``exact``    -- equal :func:`curator.quality.fold.fold` text (case, punctuation, spaces);
 * ``near``     -- MinHash LSH on word bigrams, verified Jaccard ``>= 0.8``;
 * ``semantic`` -- embedding cosine ``>= 0.95`` (all-MiniLM-L6-v2 by default).
 
@@ -307,16 +307,21 @@ def dedup(
         texts = [pool.texts[i] for i in idx.tolist()]
         threshold: float | None = None
         if method == "exact":
-            pairs, scores = exact_pairs(texts)
+            with progress("dedup exact", len(texts)) as bar:
+                pairs, scores = exact_pairs(texts)
+                bar.advance(len(texts))
         elif method == "near":
             threshold = near_threshold
-            pairs, scores = near_pairs(texts, near_threshold)
+            with progress("dedup near", len(texts)) as bar:
+                pairs, scores = near_pairs(texts, near_threshold, phase=lambda name: bar.update(note=name))
+                bar.update(note=f"{len(pairs)} pairs")
+                bar.advance(len(texts))
         else:
             threshold = semantic_threshold
             ids = [pool.ids[i] for i in idx.tolist()]
             vectors, report.embedded = embed_pool(ws, ids, model=model, on=on, include_system=include_system,
                                                    progress=progress)
-            with progress("searching neighbours", len(ids)) as bar:
+            with progress("dedup semantic: searching neighbours", len(ids)) as bar:
                 pairs, scores = semantic_pairs(vectors, semantic_threshold, progress=bar.advance)
         pairs = idx[pairs] if len(pairs) else pairs.reshape(-1, 2)
         decisions, sizes, n_clusters = _resolve(pool, pairs, np.asarray(scores, dtype=np.float64), method)

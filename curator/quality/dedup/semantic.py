@@ -1,19 +1,26 @@
 """Semantic duplicates: pairs of embeddings with cosine similarity at or above a threshold.
 
-Exact search (faiss ``IndexFlatIP.range_search``, or numpy blocks when faiss is missing) up
-to :data:`EXACT_MAX` vectors; above that an inverted-file index (``IndexIVFFlat``, about
-``2 * sqrt(n)`` lists trained with 10 k-means rounds on 30 points per list, ``nprobe`` 8) makes the all-pairs search near-linear at a small recall
-cost (true near-duplicates sit in the same or an adjacent cell). Queries go in blocks so a
-progress callback can follow the search. Pure: arrays in, arrays out.
+Exact search (faiss ``IndexFlatIP.range_search``) up to :data:`EXACT_MAX` vectors; above that an
+inverted-file index (``IndexIVFFlat``, about ``2 * sqrt(n)`` lists trained with 10 k-means rounds
+on 30 points per list, ``nprobe`` 8) makes the all-pairs search near-linear at a small recall cost
+(true near-duplicates sit in the same or an adjacent cell). Queries go in blocks so a progress
+callback can follow the search. Pure: arrays in, arrays out.
+
+faiss (``faiss-cpu``) is in the ``[embed]`` extra with the embedder; without it the search raises
+:class:`curator.errors.MissingDependency` with the pip line. It never falls back to another
+search: :func:`curator.quality.dedup.neighbors.cosine_pairs` (numpy, exact) is a separate core,
+not a substitute picked on an ``ImportError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from curator.quality.dedup.neighbors import cosine_pairs, normalize_rows
+from curator.errors import require
+from curator.quality.dedup.neighbors import normalize_rows
 
 __all__ = ["DEFAULT_THRESHOLD", "EXACT_MAX", "semantic_pairs"]
 
@@ -23,18 +30,11 @@ EXACT_MAX = 50_000
 _QUERY_BLOCK = 4096
 
 
-def _have_faiss() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _index(x: np.ndarray, exact: bool, nprobe: int) -> object:
-    import faiss
+    import faiss  # present: semantic_pairs required it
 
     d = x.shape[1]
+    index: Any
     if exact:
         index = faiss.IndexFlatIP(d)
     else:
@@ -64,8 +64,10 @@ def semantic_pairs(
 
     Without ``queries``: ``(i, j)`` with ``i < j`` inside ``vectors``. With ``queries``:
     ``(query_row, vector_row)``. Returns ``(pairs (m, 2) int64, scores (m,) float32)`` sorted.
-    ``progress`` is told how many query rows were searched after each block.
+    ``progress`` is told how many query rows were searched after each block. Needs faiss (the
+    ``[embed]`` extra): :class:`curator.errors.MissingDependency` otherwise, even for empty input.
     """
+    require("faiss", "embed", "semantic duplicate search")
     x = normalize_rows(vectors) if len(vectors) else np.zeros((0, 1), dtype=np.float32)
     q = x if queries is None else (normalize_rows(queries) if len(queries) else np.zeros((0, x.shape[1]), np.float32))
     if x.shape[0] == 0 or q.shape[0] == 0:
@@ -73,11 +75,6 @@ def semantic_pairs(
             progress(q.shape[0])
         return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.float32)
     self_mode = queries is None
-    if not _have_faiss():
-        out = cosine_pairs(x, threshold, queries=None if self_mode else q)
-        if progress:
-            progress(q.shape[0])
-        return out
     index = _index(x, x.shape[0] <= exact_max, nprobe)
     radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
     rows: list[np.ndarray] = []

@@ -51,9 +51,8 @@ class UnionFind:
 
     def union_pairs(self, pairs: np.ndarray | Iterable[tuple[int, int]]) -> None:
         """Union every ``(a, b)`` in ``pairs``."""
-        if isinstance(pairs, np.ndarray):
-            pairs = pairs.reshape(-1, 2).tolist()
-        for a, b in pairs:
+        rows: Iterable[Sequence[int]] = pairs.reshape(-1, 2).tolist() if isinstance(pairs, np.ndarray) else pairs
+        for a, b in rows:
             self.union(a, b)
 
     def connected(self, a: int, b: int) -> bool:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from curator.quality.dedup.exact import key_of
 from curator.quality.dedup.minhash import (
     DEFAULT_K,
     band_keys,
@@ -27,8 +28,8 @@ from curator.quality.dedup.minhash import (
     verify_pairs_csr,
 )
 from curator.quality.dedup.neighbors import cosine_pairs, cosine_pairs_faiss
-from curator.quality.dedup.normalize import exact_key, fold_text, words
 from curator.quality.dedup.unionfind import UnionFind, choose_keeper, clusters
+from curator.quality.fold import fold, words
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -53,7 +54,7 @@ def _planted_corpus(n_base: int = 1500, n_dups: int = 100, seed: int = 7):
     return texts, truth
 
 
-# ----------------------------------------------------------------------------- normalize
+# ----------------------------------------------------------------------------- fold
 
 
 @pytest.mark.parametrize(
@@ -70,15 +71,16 @@ def _planted_corpus(n_base: int = 1500, n_dups: int = 100, seed: int = 7):
         ("?!...", ""),
     ],
 )
-def test_fold_text(raw: str, folded: str) -> None:
-    assert fold_text(raw) == folded
+def test_fold(raw: str, folded: str) -> None:
+    assert fold(raw) == folded
 
 
 def test_exact_key_and_words() -> None:
-    assert exact_key("Hello,   World!") == exact_key("hello world")
-    assert exact_key("hello world") == hashlib.sha256(b"hello world").hexdigest()
-    assert exact_key("hello world") != exact_key("hello  worlds")
-    assert words("Don't STOP-me now!") == ["dont", "stopme", "now"]
+    assert key_of("Hello,   World!") == key_of("hello world")
+    assert key_of("hello world") == hashlib.blake2b(b"hello world", digest_size=16).hexdigest()
+    assert key_of("hello world") != key_of("hello  worlds")
+    # One fold: the apostrophe joins ("dont"), the hyphen splits ("stop me", as "top-up" == "top up").
+    assert words("Don't STOP-me now!") == ["dont", "stop", "me", "now"]
     assert words(" ... ") == []
 
 
@@ -291,3 +293,21 @@ def test_numpy_and_faiss_neighbours_agree() -> None:
     assert np.array_equal(q_np, q_fx) and len(q_np) >= 40
     capped, _ = cosine_pairs_faiss(vectors, 0.9, k=1)
     assert {tuple(p) for p in capped.tolist()} <= {tuple(p) for p in p_np.tolist()}
+
+
+def test_semantic_search_without_faiss_fails_with_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing faiss never switches the search to numpy: it names the extra to install."""
+    from curator.errors import MissingDependency, require
+    from curator.quality.dedup.semantic import semantic_pairs
+
+    vectors = np.eye(4, dtype=np.float32)
+    assert semantic_pairs(vectors, 0.9)[0].shape == (0, 2)  # faiss is installed here
+    monkeypatch.setitem(sys.modules, "faiss", None)  # what an environment without faiss-cpu looks like
+    msg = ("semantic duplicate search needs faiss, which is in the optional dependency group 'embed': "
+           "pip install 'curator-loop[embed]'")
+    with pytest.raises(MissingDependency) as err:
+        semantic_pairs(vectors, 0.9)
+    assert str(err.value) == msg
+    with pytest.raises(MissingDependency, match=r"pip install 'curator-loop\[embed\]'"):
+        cosine_pairs_faiss(vectors, 0.9)
+    assert require("json", "core", "a test").dumps([1]) == "[1]"

@@ -15,8 +15,9 @@ from curator.cli import main
 from curator.data.ingest import ingest_file, store_examples
 from curator.errors import CuratorError
 from curator.quality.decisions import restore
-from curator.quality.dedup import dedup, exact_pairs, find_duplicates_of, fold_key, near_pairs
+from curator.quality.dedup import dedup, exact_pairs, find_duplicates_of, near_pairs
 from curator.quality.dedup.run import write_exclusions
+from curator.quality.fold import fold
 from curator.records import Example
 
 LONG = ("Write a short poem about the sea at night, mentioning the moon, the tide and a lighthouse keeper "
@@ -47,11 +48,11 @@ def _store(ws, examples: list[Example]) -> None:
 
 
 # -- pure pieces ----------------------------------------------------------------------------------------------------
-def test_fold_key_turns_punctuation_into_spaces() -> None:
-    assert fold_key("  Is there an auto TOP-UP option?? ") == "is there an auto top up option"
-    assert fold_key("is there an auto top up option") == fold_key("Is there an auto top-up option?")
-    assert fold_key("Ｆｕｌｌ\u3000width…") == "full width"
-    assert fold_key("a+b") != fold_key("a b")  # symbols are kept
+def test_fold_turns_punctuation_into_spaces() -> None:
+    assert fold("  Is there an auto TOP-UP option?? ") == "is there an auto top up option"
+    assert fold("is there an auto top up option") == fold("Is there an auto top-up option?")
+    assert fold("Ｆｕｌｌ\u3000width…") == "full width"
+    assert fold("a+b") != fold("a b")  # symbols are kept
     pairs, scores = exact_pairs(["Hello, world!", "other", "hello world", "HELLO   WORLD."])
     assert pairs.tolist() == [[0, 2], [0, 3]] and scores.tolist() == [1.0, 1.0]
 
@@ -193,12 +194,12 @@ def test_cli_dedup_restore(ws, tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(main, ["dedup", "--exact", "--near", "0.7", "--dry-run", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)  # stage lines go to stderr
     assert out["dry_run"] and out["excluded"] == 2 and out["by_method"]["near"]["threshold"] == 0.7
     r = runner.invoke(main, ["dedup", "--exact"])
     assert r.exit_code == 0, r.output
     assert "1 of 4 active examples excluded; undo with `curator restore dedup`" in r.output
-    assert r.output.splitlines()[0].split() == ["method", "threshold", "pairs", "clusters", "excluded", "time"]
+    assert r.stdout.splitlines()[0].split() == ["method", "threshold", "pairs", "clusters", "excluded", "time"]
     r = runner.invoke(main, ["restore", "dedup_exact"])
     assert (r.exit_code, r.output) == (0, "1 example restored (dedup_exact)\n")
     r = runner.invoke(main, ["restore", "bogus"])

@@ -1,0 +1,188 @@
+"""``curator serve`` under load: real SmolLM2-135M on the CPU, the ``openai`` SDK as 64 concurrent clients.
+
+    .venv/bin/python benchmarks/serve.py [--n 64] [--max-tokens 64] [--baseline-n 16] [--json]
+
+Two LoRA adapters (rank 16 on q/k/v/o, zero-initialised B as a fresh LoRA is: the same compute as a
+trained one) are registered as runs in a temporary workspace.  Every scenario starts ``curator serve`` as
+its own process and sends the same ``--n`` prompts (``seeds/support/traffic.jsonl`` then the seed questions;
+never the test split) at once through ``AsyncOpenAI``, greedy, ``max_tokens`` fixed:
+
+1. **baseline**: a loop of one-at-a-time ``curator.models.generate`` calls (batch size 1) with adapter A set, in
+   this process, on the first ``--baseline-n`` prompts (a rate, so a subset measures it);
+2. **one adapter**: all requests for A.  Targets: >= 3x the baseline's output tokens/s, >= 150 tokens/s;
+3. **two adapters**: half for A, half for B (PEFT mixed-adapter batches).  Target: wall <= 1.3x one adapter;
+4. **two adapters, per-adapter batches** (``--per-adapter-batches``): the alternative, measured;
+5. **traces off** (``--no-traces``) against scenario 2.  Target: traces on <= 5 % slower.
+
+Output tokens are ``usage.completion_tokens`` (the end-of-turn token not counted; the baseline counts the
+same way).  p50/p95 are client-side latencies.  The machine may be shared: numbers are lower bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serve"))
+
+from _common import ROOT  # noqa: E402
+
+MODEL = "local:smollm2-135m-instruct"
+
+
+def prompts(n: int) -> list[list[dict[str, Any]]]:
+    out = []
+    for name in ("traffic.jsonl", "seeds.jsonl"):
+        for line in (ROOT / "seeds" / "support" / name).read_text(encoding="utf-8").splitlines():
+            msgs = json.loads(line)["messages"]
+            out.append([m for m in msgs if m["role"] != "assistant"])
+    return (out * (n // len(out) + 1))[:n]
+
+
+def make_workspace(root: Path) -> dict[str, str]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from curator.models import resolve_model
+    from curator.workspace import Workspace
+    from trainer.runs import Run, insert_run
+
+    ws = Workspace(root)
+    path = resolve_model(MODEL)
+    runs = {}
+    for name in ("a", "b"):
+        rid = f"r-20260101-00000{1 if name == 'a' else 2}-bench{name}"
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(str(path))
+        cfg = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        get_peft_model(base, cfg).save_pretrained(str(root / "runs" / rid / "adapter"))
+        insert_run(ws, Run(rid, "sft", None, MODEL, adapter_path=f"runs/{rid}/adapter", status="succeeded"))
+        runs[name] = rid
+    return runs
+
+
+def baseline(ws: Path, runs: dict[str, str], convs: list[list[dict[str, Any]]], max_tokens: int) -> dict[str, Any]:
+    from curator.models import generate, load_model
+
+    model, tok = load_model(MODEL, adapters={runs["a"]: str(ws / "runs" / runs["a"] / "adapter")})
+    generate(model, tok, convs[:1], max_new_tokens=8, batch_size=1)  # warm-up
+    t0 = time.perf_counter()
+    lat, tokens = [], 0
+    for c in convs:
+        s = time.perf_counter()
+        g = generate(model, tok, [c], max_new_tokens=max_tokens, batch_size=1)[0]
+        lat.append(time.perf_counter() - s)
+        tokens += g.output_tokens - (1 if g.finish_reason == "stop" and g.output_tokens else 0)
+    secs = time.perf_counter() - t0
+    del model
+    return {"requests": len(convs), "seconds": round(secs, 2), "output_tokens": tokens,
+            "tokens_per_s": round(tokens / secs, 1), **_pcts(lat)}
+
+
+def _pcts(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
+    return {"p50_s": round(q[49], 2), "p95_s": round(q[94], 2)}
+
+
+def served(ws: Path, runs: dict[str, str], convs: list[list[dict[str, Any]]], names: list[str], max_tokens: int,
+           extra: list[str], max_batch: int) -> dict[str, Any]:
+    import openai
+    from serve_helpers import Server
+
+    args = ["--adapter", f"a={runs['a']}", "--adapter", f"b={runs['b']}", "--max-batch", str(max_batch),
+            "--default-temperature", "0", *extra]
+    with Server(ws, args) as server:
+        async def run() -> dict[str, Any]:
+            client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=900)
+            try:
+                await client.chat.completions.create(model="a", messages=convs[0], max_tokens=8)  # warm-up
+
+                async def one(i: int) -> tuple[float, int]:
+                    s = time.perf_counter()
+                    c = await client.chat.completions.create(model=names[i % len(names)], messages=convs[i],
+                                                             max_tokens=max_tokens, temperature=0)
+                    return time.perf_counter() - s, c.usage.completion_tokens
+
+                t0 = time.perf_counter()
+                done = await asyncio.gather(*(one(i) for i in range(len(convs))))
+                secs = time.perf_counter() - t0
+            finally:
+                await client.close()
+            tokens = sum(t for _, t in done)
+            return {"requests": len(convs), "seconds": round(secs, 2), "output_tokens": tokens,
+                    "tokens_per_s": round(tokens / secs, 1), **_pcts([lat for lat, _ in done])}
+
+        out = asyncio.run(run())
+        import urllib.request
+
+        with urllib.request.urlopen(server.url + "/health") as r:
+            out["batches"] = json.loads(r.read())["batches"] - 1  # minus the warm-up
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--baseline-n", type=int, default=16)
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from curator.cli.kit import configure_process
+
+    configure_process()
+    convs = prompts(args.n)
+    results: dict[str, Any] = {"n": args.n, "max_tokens": args.max_tokens, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp) / "ws"
+        runs = make_workspace(ws)
+        results["baseline"] = baseline(ws, runs, convs[: args.baseline_n], args.max_tokens)
+        run = lambda names, extra: served(ws, runs, convs, names, args.max_tokens, extra, args.max_batch)  # noqa: E731
+        results["one_adapter"] = run(["a"], [])
+        results["two_adapters"] = run(["a", "b"], [])
+        results["two_adapters_per_adapter_batches"] = run(["a", "b"], ["--per-adapter-batches"])
+        results["one_adapter_traces_off"] = run(["a"], ["--no-traces"])
+    b, one, two = results["baseline"], results["one_adapter"], results["two_adapters"]
+    per, off = results["two_adapters_per_adapter_batches"], results["one_adapter_traces_off"]
+    results["ratios"] = {
+        "served_vs_sequential_tokens_per_s": round(one["tokens_per_s"] / b["tokens_per_s"], 2),
+        "two_adapters_vs_one_wall": round(two["seconds"] / one["seconds"], 2),
+        "per_adapter_vs_one_wall": round(per["seconds"] / one["seconds"], 2),
+        "traces_on_vs_off_wall": round(one["seconds"] / off["seconds"], 3),
+    }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"serve benchmark: SmolLM2-135M on {results['cpus']} CPUs, {args.n} concurrent requests, "
+          f"max_tokens {args.max_tokens}, greedy")
+    print(f"{'scenario':<36} {'wall s':>7} {'tokens':>7} {'tok/s':>7} {'p50 s':>6} {'p95 s':>6} {'batches':>7}")
+    for key, label in (("baseline", f"sequential generate ({args.baseline_n} prompts)"),
+                       ("one_adapter", "served, one adapter"), ("two_adapters", "served, two adapters (mixed)"),
+                       ("two_adapters_per_adapter_batches", "served, two adapters (per adapter)"),
+                       ("one_adapter_traces_off", "served, one adapter, traces off")):
+        r = results[key]
+        print(f"{label:<36} {r['seconds']:>7} {r['output_tokens']:>7} {r['tokens_per_s']:>7} {r['p50_s']:>6} "
+              f"{r['p95_s']:>6} {r.get('batches', '-'):>7}")
+    r = results["ratios"]
+    print(f"served / sequential tokens/s: {r['served_vs_sequential_tokens_per_s']}x (target >= 3x); "
+          f"aggregate {one['tokens_per_s']} tokens/s (target >= 150)")
+    print(f"two adapters / one adapter wall: {r['two_adapters_vs_one_wall']}x mixed, "
+          f"{r['per_adapter_vs_one_wall']}x per-adapter batches (target <= 1.3x)")
+    print(f"traces on / off wall: {r['traces_on_vs_off_wall']}x (target <= 1.05x)")
+
+
+if __name__ == "__main__":
+    main()

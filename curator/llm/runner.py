@@ -1,0 +1,372 @@
+"""The one request runner: teacher requests of generation and judge requests of evaluation alike.
+
+::
+
+    store = RequestStore(ws)                      # the cache: short connections, never held while waiting
+    runner = Runner(store, job="...", budget=Budget(2.0), retry=RetryPolicy())
+    teacher = Endpoint("openai:gpt-4o-mini", prices=load_prices(), concurrency=16, limiter=RateLimiter(rpm=500))
+    reply = await runner.call(teacher, Request(messages, GenParams()))   # CachedResponse | None
+
+For each request :meth:`Runner.call`:
+
+1. answers from the cache (the ``requests`` table, :mod:`curator.llm.cache`) when the same request
+   was answered before, or shares the answer of the same request in flight;
+2. waits for a slot of the endpoint (``concurrency`` requests in flight) and for its rate limits
+   (:class:`~curator.llm.limits.RateLimiter`, requests and tokens per minute);
+3. reserves the request's worst-case cost in the :class:`~curator.llm.budget.Budget` (a request that
+   could cross the cap is not started, and the run stops);
+4. asks the provider, retrying 429 / 5xx / timeouts with capped backoff and ``Retry-After``
+   (:class:`~curator.llm.limits.RetryPolicy`); ``stop_after_failures`` failed requests in a row stop
+   the run;
+5. settles the budget with the real cost and commits the response (or the failure) to the cache
+   *before* returning it, with every known API key (:mod:`curator.llm.keys`) scrubbed from what is
+   stored: the request, the response, its text and the error.
+
+:func:`run_requests` is the whole thing for a list of requests, from synchronous code (the judge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from curator.errors import ConfigError, MissingKeyError, ProviderError
+from curator.llm.budget import (
+    Budget,
+    Price,
+    PriceTable,
+    PriceUnknownError,
+    estimate_input_tokens,
+    max_input_tokens,
+)
+from curator.llm.cache import CachedResponse, RequestRow, RequestStore, request_key
+from curator.llm.keys import api_key, keys_file, known_secrets, scrub, scrub_value
+from curator.llm.limits import RateLimiter, RetryPolicy
+from curator.llm.providers import GenParams, Provider, RetryableError, make_provider, parse_spec
+from curator.workspace import Workspace
+
+__all__ = [
+    "REMOTE_CONCURRENCY",
+    "Endpoint",
+    "Request",
+    "RunResult",
+    "RunStats",
+    "Runner",
+    "open_provider",
+    "run_async",
+    "run_requests",
+]
+
+REMOTE_CONCURRENCY = 16
+T = TypeVar("T")
+
+
+@dataclass
+class Request:
+    """One request: the chat, its sampling parameters, and ``extra`` (what sets it apart in the cache key).
+
+    ``key`` is the cache key (:func:`curator.llm.cache.request_key`); :meth:`Endpoint.keyed` fills it in.
+    """
+
+    messages: list[dict[str, Any]]
+    params: GenParams
+    extra: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+
+
+def open_provider(spec: str, **kw: Any) -> Provider:
+    """:func:`~curator.llm.providers.make_provider`, with the key from the keys file when its variable is unset."""
+    kind, _, _ = parse_spec(spec)
+    key = api_key(kind)
+    if key:
+        kw.setdefault("api_key", key)
+    try:
+        return make_provider(spec, **kw)
+    except MissingKeyError as e:
+        e.args = (f"{e} (or add '{e.variable}: ...' to {keys_file()})",)
+        raise
+
+
+class Endpoint:
+    """A provider (made on first use from a spec, or given), with its price, concurrency and rate limits."""
+
+    def __init__(self, spec: str | Provider, *, prices: PriceTable | None = None, concurrency: int | None = None,
+                 limiter: RateLimiter | None = None) -> None:
+        from curator.llm.providers.local import DEFAULT_BATCH_SIZE
+
+        if isinstance(spec, Provider):
+            self._provider: Provider | None = spec
+            self.kind, self.model, self.spec, self.remote = spec.name, spec.model, spec.spec, spec.remote
+        else:
+            self._provider = None
+            self.kind, self.model, _ = parse_spec(spec)
+            self.spec, self.remote = spec.strip(), self.kind != "local"
+        self.owned = self._provider is None
+        self.price: Price | None = prices.lookup(self.kind, self.model) if prices is not None else None
+        self.concurrency = concurrency or (REMOTE_CONCURRENCY if self.remote else DEFAULT_BATCH_SIZE)
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be >= 1")
+        self.limiter = limiter or RateLimiter()
+        self._sem: asyncio.Semaphore | None = None
+
+    def provider(self) -> Provider:
+        """The provider, made now when it was given as a spec (a missing key or bad model fails here)."""
+        if self._provider is None:
+            kw: dict[str, Any] = {"batch_size": self.concurrency} if self.kind == "local" else {}
+            self._provider = open_provider(self.spec, **kw)
+        return self._provider
+
+    def key(self, messages: list[dict[str, Any]], params: GenParams, extra: dict[str, Any] | None = None) -> str:
+        return request_key(self.kind, self.model, messages, params.to_dict(), extra)
+
+    def keyed(self, req: Request) -> Request:
+        """``req`` with its cache key for this endpoint filled in (when it has none)."""
+        if not req.key:
+            req.key = self.key(req.messages, req.params, req.extra)
+        return req
+
+    def reservation(self, req: Request) -> float:
+        """The most ``req`` can cost: its input at the byte bound, its output at ``max_tokens``."""
+        return self.price.cost(max_input_tokens(req.messages), req.params.max_tokens) if self.price else 0.0
+
+    def slot(self) -> asyncio.Semaphore:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._sem
+
+    async def aclose(self, *, given_too: bool = False) -> None:
+        """Close the provider if this endpoint made it (or ``given_too``); a later call makes a new one."""
+        if self._provider is not None and (self.owned or given_too):
+            await self._provider.aclose()
+            if self.owned:
+                self._provider = None
+        self._sem = None
+
+
+@dataclass
+class RunStats:
+    """What a runner did.  A request counts once (``made``, ``cached``, ``failed`` or ``not_started``)."""
+
+    made: int = 0  # answered by the provider in this run
+    cached: int = 0  # answered from the cache (or by the same request in flight)
+    failed: int = 0  # still failing after retries (recorded; retried by the next run)
+    not_started: int = 0  # not started because the run stopped (budget, failing provider)
+    api_calls: int = 0  # provider calls, retries included
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spent_usd: float | None = 0.0  # this run; None once a price is unknown
+    stopped: str | None = None  # "budget" | "failing"
+    message: str = ""
+    consecutive_failures: int = 0
+    last_error: str = ""  # of the last failed request (secrets scrubbed)
+
+
+class Runner:
+    """Runs requests through the cache, the budget, retries and rate limits (see the module docstring).
+
+    ``job`` labels the rows it writes; ``secrets`` defaults to :func:`~curator.llm.keys.known_secrets`.
+    One runner may serve several endpoints (a teacher and its judge): they share the budget, the
+    stop and the counts.
+    """
+
+    def __init__(self, store: RequestStore, *, job: str, budget: Budget | None = None, retry: RetryPolicy | None = None,
+                 secrets: list[str] | None = None) -> None:
+        self.store, self.job = store, job
+        self.budget = budget if budget is not None else Budget(None)
+        self.policy = retry or RetryPolicy()
+        self.secrets = known_secrets() if secrets is None else secrets
+        self.stats = RunStats()
+        self.spend_known = True
+        self.rng = random.Random()
+        self._inflight: dict[str, asyncio.Future[CachedResponse | None]] = {}
+
+    def stop(self, why: str, message: str) -> None:
+        """Start no more requests (those in flight finish); the first reason stays."""
+        if self.stats.stopped is None:
+            self.stats.stopped, self.stats.message = why, message
+
+    async def call(self, endpoint: Endpoint, req: Request) -> CachedResponse | None:
+        """The response to ``req``: from the cache, or asked (with retries) and committed before returning.
+
+        None when the request failed after its retries or was not started (the run stopped).
+        """
+        key = endpoint.keyed(req).key
+        hit = await self.store.lookup(key)
+        if hit is not None:
+            self.stats.cached += 1
+            return hit
+        if key in self._inflight:  # the same request is being asked right now: share its answer
+            self.stats.cached += 1
+            return await asyncio.shield(self._inflight[key])
+        fut: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            res = await self._ask(endpoint, req)
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: waiters (if any) re-raise it
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        fut.set_result(res)
+        return res
+
+    async def run(self, endpoint: Endpoint, requests: Sequence[Request],
+                  on_done: Callable[[RunStats], None] | None = None) -> list[CachedResponse | None]:
+        """:meth:`call` for every request, concurrently (bounded by the endpoint); results in order."""
+        async def one(req: Request) -> CachedResponse | None:
+            try:
+                return await self.call(endpoint, req)
+            finally:
+                if on_done is not None:
+                    on_done(self.stats)
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _ask(self, endpoint: Endpoint, req: Request) -> CachedResponse | None:
+        st, params, messages = self.stats, req.params, req.messages
+        async with endpoint.slot():
+            if st.stopped:
+                st.not_started += 1
+                return None
+            reserve = endpoint.reservation(req)
+            if not self.budget.try_reserve(reserve):
+                self.stop("budget", f"stopped at the budget of ${self.budget.cap:.4f}: ${self.budget.spent:.4f} spent, "
+                                    "and the next request could cost more than what is left")
+                st.not_started += 1
+                return None
+            provider = endpoint.provider()
+            attempts, comp = 0, None
+            err: ProviderError | None = None
+            while True:
+                attempts += 1
+                await endpoint.limiter.acquire(estimate_input_tokens(messages) + params.max_tokens)
+                st.api_calls += 1
+                try:
+                    comp = await provider.complete(messages, params)
+                    break
+                except RetryableError as e:
+                    err = e
+                    if attempts >= self.policy.max_attempts:
+                        break
+                    st.retries += 1
+                    await asyncio.sleep(self.policy.delay(attempts, e.retry_after, self.rng))
+                except ProviderError as e:
+                    err = e
+                    break
+            # Count and settle while the slot is held (the next request sees a stop at once); the
+            # slot is free before the write, so the next request is on its way while DuckDB commits.
+            secrets = self.secrets
+            request = scrub_value({"messages": messages, "params": params.to_dict(), "extra": req.extra}, secrets)
+            attempts += self.store.previous_attempts(req.key)
+            if comp is None:
+                msg = st.last_error = scrub(str(err), secrets)
+                row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "failed", self.job, attempts,
+                                 error=msg)
+                self.budget.settle(reserve, 0.0)
+                st.failed += 1
+                st.consecutive_failures += 1
+                if st.consecutive_failures >= self.policy.stop_after_failures:
+                    self.stop("failing", f"{st.consecutive_failures} requests in a row failed; last error: {msg}")
+            else:
+                cost = endpoint.price.cost(comp.input_tokens, comp.output_tokens) if endpoint.price else None
+                row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "ok", self.job, attempts,
+                                 response=scrub_value(comp.raw, secrets) or None, text=scrub(comp.text, secrets),
+                                 finish_reason=comp.finish_reason, input_tokens=comp.input_tokens,
+                                 output_tokens=comp.output_tokens, cost_usd=cost)
+                self.budget.settle(reserve, cost or 0.0)
+                st.consecutive_failures = 0
+                st.made += 1
+                st.input_tokens += comp.input_tokens
+                st.output_tokens += comp.output_tokens
+                if cost is None:
+                    self.spend_known = False
+                st.spent_usd = self.budget.spent_this_run if self.spend_known else None
+        await self.store.put(row)  # committed before anyone parses it
+        return self.store.get(req.key, query=False) if row.status == "ok" else None
+
+
+def run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run``, also from code that already runs an event loop (a notebook).
+
+    (uvloop's loop was measured here too: no change at 32 requests in flight, where the time goes to
+    the SDK's HTTP stack, not the loop.)
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fn())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(fn())).result()
+
+
+@dataclass
+class RunResult:
+    """The responses of :func:`run_requests` (in order; None: failed or not started) and what it did."""
+
+    responses: list[CachedResponse | None]
+    stats: RunStats
+    budget: Budget
+    to_request: int  # requests the cache did not answer when the run began
+
+
+def run_requests(
+    ws: Workspace,
+    provider: str | Provider | Endpoint,
+    requests: Sequence[Request],
+    *,
+    job: str,
+    budget_usd: float | None = None,
+    retry: RetryPolicy | None = None,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    prices: PriceTable | None = None,
+    close_provider: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``requests`` (from synchronous code) through one :class:`Runner`; see the module docstring.
+
+    The cache is read in one short query first; during the run the workspace is opened only for the
+    cache's short steps.  ``budget_usd`` needs the model's price (:class:`PriceUnknownError` otherwise).
+    ``close_provider``: close a given provider at the end too (one made from a spec always is).
+    """
+    from curator.llm.budget import load_prices
+
+    if isinstance(provider, Endpoint):
+        endpoint = provider
+    else:
+        table = prices if prices is not None else load_prices(workspace_dir=ws.path)
+        endpoint = Endpoint(provider, prices=table, concurrency=concurrency, limiter=RateLimiter(rpm, tpm))
+    if budget_usd is not None and endpoint.price is None:
+        raise PriceUnknownError(
+            f"no price for {endpoint.spec}: add it to a prices file (--prices FILE, $CURATOR_PRICES or "
+            f"{ws.path / 'prices.yaml'}) to use a budget")
+    reqs = [endpoint.keyed(r) for r in requests]
+    store = RequestStore(ws)
+    store.preload([r.key for r in reqs])
+    todo = sum(1 for r in reqs if store.get(r.key, query=False) is None)
+    if log is not None and reqs:
+        log(f"{endpoint.spec}: {len(reqs) - todo} cached, {todo} to request")
+    runner = Runner(store, job=job, budget=Budget(budget_usd), retry=retry)
+    if todo:
+        endpoint.provider()  # fail fast on a missing key or a bad model
+
+    async def main() -> list[CachedResponse | None]:
+        try:
+            return await runner.run(endpoint, reqs)
+        finally:
+            await endpoint.aclose(given_too=close_provider)
+
+    try:
+        responses = run_async(main) if todo else [store.get(r.key, query=False) for r in reqs]
+    finally:
+        store.close()
+    if not todo:
+        runner.stats.cached = len(reqs)
+    return RunResult(responses, runner.stats, runner.budget, todo)
