@@ -39,6 +39,8 @@ __all__ = ["bakeoff_cmd", "round_cmd", "rounds_group"]
 @click.option("--baselines", default="zero_shot,few_shot,retrieval_few_shot", show_default=True,
               help="Prompting baselines of the base model evaluated on test beside the runs (comma-separated; '' for none).")
 @click.option("--shots", type=int, default=5, show_default=True, help="Train examples in a few-shot prompt.")
+@click.option("--traces/--no-traces", default=True, show_default=True,
+              help="First ingest the rated traces of `curator serve` (as `curator feedback ingest --traces`).")
 @click.option("--base", "base", help="Base model to train (a registry name, folder or hub id); "
                                      "'auto': the one the latest `curator bakeoff` recommends.")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True,
@@ -50,7 +52,7 @@ __all__ = ["bakeoff_cmd", "round_cmd", "rounds_group"]
 def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str, config: Path | None,
               feedback: tuple[Path, ...], n_generate: int, dpo: bool | None, max_eval: int | None,
               budget: float | None, fresh: bool, promote_if: str, promote_metric: str, promote_confidence: float,
-              baselines: str, shots: int, base: str | None, max_new_tokens: int, html: Path | None, as_json: bool, overrides: tuple[str, ...]) -> None:
+              baselines: str, shots: int, traces: bool, base: str | None, max_new_tokens: int, html: Path | None, as_json: bool, overrides: tuple[str, ...]) -> None:
     """Run the loop: snapshot -> train -> dev decision -> test report -> dev weaknesses -> targeted data.
 
     The round's run (the challenger) becomes the champion only when it beats the current champion
@@ -72,7 +74,7 @@ def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str,
                          feedback=list(feedback), n_generate=n_generate, dpo=dpo, max_eval=max_eval, budget=budget,
                          fresh=fresh, max_new_tokens=max_new_tokens, promote_if=promote_if,
                          promote_metric=promote_metric, promote_confidence=promote_confidence,
-                         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), shots=shots, base=base, log=log)
+                         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), shots=shots, base=base, traces=traces, log=log)
     report = write_round_report(ws, html)
     if as_json:
         echo_json({"rounds": [r.to_dict() for r in results], "report": str(report)})

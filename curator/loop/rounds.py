@@ -2,7 +2,8 @@
 
 One round, in order (each step is idempotent, so an interrupted round resumes where it stopped):
 
-1. ingest feedback logs given for this round (PII-scrubbed; positives and preference pairs);
+1. ingest feedback logs given for this round and the rated traces of ``curator serve`` (PII-scrubbed;
+   positives and preference pairs);
 2. snapshot the active examples (the leakage gate refuses a leaking snapshot);
 3. train an SFT adapter on the snapshot (the **challenger**), starting from the current **champion**'s
    adapter (the base model until a round is promoted, or with ``fresh``); a finished training with the
@@ -187,6 +188,7 @@ def run_round(
     baselines: tuple[str, ...] | list[str] = ("zero_shot", "few_shot", "retrieval_few_shot"),
     shots: int = 5,
     base: str | None = None,
+    traces: bool = True,
     log: Callable[[str], None] = print,
 ) -> RoundResult:
     """Run (or resume) the next round; see the module docstring for the steps.
@@ -199,7 +201,9 @@ def run_round(
     the prompting baselines evaluated on test beside the runs (the base model zero-shot, with ``shots``
     fixed train examples, with the ``shots`` nearest train examples), so the report shows whether
     fine-tuning beats prompting on the task.  ``base``: the base model to train (``auto``: the one the
-    latest ``curator bakeoff`` recommends); default: the config's.
+    latest ``curator bakeoff`` recommends); default: the config's.  ``traces``: first ingest the rated
+    traces of ``curator serve`` (``WORKSPACE/traces/``) through the feedback gates, as
+    ``curator feedback ingest --traces`` does.
     """
     from curator.snapshots import create_snapshot
     from evals.compare import compare
@@ -241,6 +245,12 @@ def run_round(
 
         fb_report = ingest_feedback(ws, path, task=task).to_dict()
         log(f"[round {round_no}] feedback {path}: {_short(fb_report)}")
+    if traces and (ws.path / "traces").is_dir():
+        from curator.feedback.tracelog import ingest_traces
+
+        served = ingest_traces(ws, task=task).to_dict()
+        log(f"[round {round_no}] rated traces of curator serve: {served['rated_traces']} ingested")
+        fb_report = {**(fb_report or {}), "traces": served}
 
     snap = create_snapshot(ws, name=None)
     log(f"[round {round_no}] snapshot {snap.id}: {snap.counts.get('by_split')}, by origin {snap.counts.get('by_origin')}")
