@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,6 @@ BREAKOUT = '"><img src=x onerror=alert(1)>'
 TASK = 'task"><img src=x onerror=alert(2)><script>alert(2)</script>'
 RUN = "run<script>alert(3)</script>"
 HOSTILE = (SCRIPT, BREAKOUT, TASK, RUN)
-
-
-def _dump(name: str, page: str) -> None:
-    if os.environ.get("CURATOR_HTML_DUMP"):
-        Path(os.environ["CURATOR_HTML_DUMP"], name).write_text(page, encoding="utf-8")
 
 
 def _assert_escaped(page: str, *texts: str) -> None:
@@ -45,7 +39,6 @@ def _audit_page(ws: Any, tmp_path: Path) -> str:
                 task=TASK, split="test")
     page = render_html(audit(ws), tmp_path / "audit.html", failed=[f"leakage>0 ({SCRIPT})"],
                        title=f"Audit {BREAKOUT}").read_text(encoding="utf-8")
-    _dump("audit.html", page)
     return page
 
 
@@ -65,7 +58,6 @@ def _round_page(ws: Any, tmp_path: Path) -> str:
                        "comparison": {"regressions": [] if rouge > base else [f"rougeL{SCRIPT}"], "fixed": fixed,
                                       "broken": fixed}})
     page = write_round_report(ws, tmp_path / "rounds.html").read_text(encoding="utf-8")
-    _dump("rounds.html", page)
     return page
 
 
@@ -95,7 +87,6 @@ def _eval_page(ws: Any, tmp_path: Path) -> str:
                             "VALUES (?, ?, ?, ?, ?, ?)",
                             [eid, run, ex, f"{run} says {SCRIPT} {BREAKOUT}", json.dumps(scores), "{}"])
     page = render_html(compare(ws, RUN, "base", n_boot=200))
-    _dump("eval.html", page)
     return page
 
 
@@ -115,3 +106,60 @@ def test_eval_report_escapes_stored_text(ws: Any, tmp_path: Path) -> None:
     page = _eval_page(ws, tmp_path)
     _assert_escaped(page, SCRIPT, BREAKOUT, TASK, RUN)
     assert page.startswith("<!doctype html>") and "REGRESSION" in page
+
+
+def test_charts_escape_the_text_they_embed() -> None:
+    from markupsafe import Markup
+
+    from curator.html.charts import bar_chart, ci_bar, histogram, line_chart, stacked_bars, stacked_rows
+
+    charts = [
+        line_chart({RUN: [(0, 1.0), (1, 2.0)]}, title=TASK, x_label=SCRIPT, y_label=BREAKOUT,
+                   x_ticks=[(0.0, SCRIPT), (1.0, BREAKOUT)]),
+        line_chart({}, title=TASK),
+        stacked_bars({RUN: {TASK: 3, SCRIPT: 2}}, title=BREAKOUT),
+        stacked_bars({}, title=TASK),
+        histogram({"edges": [0, 10, 20], "counts": [7, 3], "overflow": 1}, TASK, BREAKOUT, SCRIPT),
+        histogram({}, TASK, "#000", SCRIPT),
+        stacked_rows({RUN: {TASK: 3, SCRIPT: 40}}, BREAKOUT),
+        bar_chart({TASK: 3, SCRIPT: 1}, BREAKOUT, color=BREAKOUT, xlabel=SCRIPT),
+        bar_chart({}, TASK),
+        ci_bar(TASK, -0.1, -0.2, 0.05, "worse"),
+    ]
+    for svg in charts:
+        assert isinstance(svg, Markup)  # a template puts it in as markup ...
+        assert "<script" not in svg and "<img" not in svg and BREAKOUT not in svg  # ... which is safe
+    assert TASK in html.unescape(charts[0]) and RUN in html.unescape(charts[0])
+
+
+def test_templates_escape_and_refuse_undefined_names() -> None:
+    from jinja2 import UndefinedError
+
+    from curator.html import environment, render
+
+    env = environment()
+    assert env is environment()  # built once
+    page = env.from_string('{% import "_macros.html" as m %}{{ m.table(["a", "b"], rows, text_cols=[1]) }}'
+                           "{{ m.chat(turns) }}{{ m.metric_cell(none_value) }}{{ m.metric_cell(0.12345, 2, true) }}")
+    out = page.render(rows=[[SCRIPT, BREAKOUT], [1234, "f" * 64]], none_value=None,
+                      turns=[{"role": "user", "content": SCRIPT}, {"role": BREAKOUT, "content": None}])
+    assert "<script" not in out and "<img" not in out and SCRIPT in html.unescape(out)
+    assert '<td class="num">1,234</td>' in out and f'<code title="{"f" * 64}">{"f" * 16}</code>' in out
+    assert '<td class="num">-</td>' in out and '<td class="num">+0.12</td>' in out
+    assert '<div class="turn user"><div class="role">user</div>' in out
+    assert '<p class="muted">none</p>' in env.from_string('{% import "_macros.html" as m %}{{ m.table([], []) }}').render()
+    with pytest.raises(UndefinedError):
+        render("round_report.html")  # `rounds` is not given
+    with pytest.raises(UndefinedError):
+        env.from_string("{{ missing }}").render()
+    with pytest.raises(UndefinedError):
+        env.from_string("{{ row.nope }}").render(row={"label": "x"})
+
+
+def test_the_pages_share_one_base(tmp_path: Path) -> None:
+    from curator.html import render, write_page
+
+    out = write_page(tmp_path / "sub" / "r.html", "round_report.html", rounds=[])
+    page = out.read_text(encoding="utf-8")
+    assert page == render("round_report.html", rounds=[]) and "No rounds yet" in page
+    assert "<style>" in page and "curator-loop" in page and page.rstrip().endswith("</html>")

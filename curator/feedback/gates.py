@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from curator.errors import CuratorError
@@ -54,7 +54,7 @@ def gate_methods(gates: bool | Sequence[str] | str) -> tuple[str, ...]:
     return tuple(g for g in GATE_METHODS if g in names)
 
 
-def gate(ws: Workspace, con: Any, candidates: Sequence[Example], methods: Sequence[str] = GATE_METHODS) -> GateResult:
+def gate(ws: Workspace, con: duckdb.DuckDBPyConnection, candidates: Sequence[Example], methods: Sequence[str] = GATE_METHODS) -> GateResult:
     """Leakage first, then duplicates, over ``candidates`` in order (of two candidates the first wins)."""
     result = GateResult()
     if not candidates or not methods:
@@ -80,7 +80,7 @@ def gate(ws: Workspace, con: Any, candidates: Sequence[Example], methods: Sequen
     return result
 
 
-def _group_leaks(con: Any, candidates: Sequence[Example]) -> dict[str, str]:
+def _group_leaks(con: duckdb.DuckDBPyConnection, candidates: Sequence[Example]) -> dict[str, str]:
     """Candidates whose prompt group (first user turn) already has an eval/test example.
 
     Such an example would join that split by the group rule: logged data must not grow the held-out splits.

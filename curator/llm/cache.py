@@ -248,7 +248,7 @@ class RequestStore:
         """Keys of ``rows`` whose stored row is a failed attempt (deleted by the insert)."""
         return {r.key for r in rows if r.key in self._failed_attempts}
 
-    def _insert(self, con: Any, rows: list[RequestRow], failed: set[str]) -> None:
+    def _insert(self, con: duckdb.DuckDBPyConnection, rows: list[RequestRow], failed: set[str]) -> None:
         """One transaction per chunk: delete the failed rows being replaced (keys in ``failed``), insert the new ones."""
         for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
             chunk = rows[start : start + _MAX_ROWS_PER_INSERT]
@@ -348,7 +348,7 @@ class RequestStore:
             self._mem = None
 
 
-def _select(con: Any, keys: list[str]) -> list[tuple[Any, ...]]:
+def _select(con: duckdb.DuckDBPyConnection, keys: list[str]) -> list[tuple[Any, ...]]:
     """The rows of ``keys`` (one query; an Arrow table of keys to join when there are many)."""
     cols = "r.key, r.status, r.text, r.input_tokens, r.output_tokens, r.finish_reason, r.cost_usd, r.attempts"
     if len(keys) <= 50:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -355,7 +356,7 @@ def fix_leakage(ws: Workspace, report: LeakageReport | None = None, **kwargs: An
     return write_exclusions(ws, table)
 
 
-def leakage_gate(con: Any, ws: Workspace) -> str | None:
+def leakage_gate(con: duckdb.DuckDBPyConnection, ws: Workspace) -> str | None:
     """Snapshot gate: a refusal message when train overlaps eval/test by the exact or n-gram checks."""
     with ws.connect():
         pool = load_pool(con, "conversation")

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 
 from curator.errors import ConfigError, CuratorError, InputError
@@ -418,7 +419,7 @@ def _dominant_system(rows: list[list[dict[str, Any]]]) -> str | None:
     return best
 
 
-def _seed_pool(con: Any, task: str | None) -> tuple[str, list[tuple[str, list[dict[str, Any]]]]]:
+def _seed_pool(con: duckdb.DuckDBPyConnection, task: str | None) -> tuple[str, list[tuple[str, list[dict[str, Any]]]]]:
     """(task, [(id, messages)]) of the train-split seed examples (origin 'seed', else 'import')."""
     rows = con.execute(
         """SELECT e.id, e.task, e.origin, e.messages FROM examples e
@@ -452,7 +453,7 @@ def _demos(pool: list[tuple[str, list[dict[str, Any]]]], k: int, rng: random.Ran
     return rng.sample(pool, min(k, len(pool)))
 
 
-def _plan_seeds(con: Any, task: str | None, n: int, seed: int, k: int, system: str | None,
+def _plan_seeds(con: duckdb.DuckDBPyConnection, task: str | None, n: int, seed: int, k: int, system: str | None,
                 tmpl: Template) -> tuple[str, list[_Spec]]:
     task, pool = _seed_pool(con, task)
     sys_prompt = system if system is not None else _dominant_system([m for _, m in pool])
@@ -465,7 +466,7 @@ def _plan_seeds(con: Any, task: str | None, n: int, seed: int, k: int, system: s
     return task, specs
 
 
-def _plan_answer(con: Any, questions: list[tuple[int, list[dict[str, Any]], str | None]], task: str | None,
+def _plan_answer(con: duckdb.DuckDBPyConnection, questions: list[tuple[int, list[dict[str, Any]], str | None]], task: str | None,
                  system: str | None, n: int | None) -> list[_Spec]:
     items = questions[:n] if n is not None else questions
     task_system: dict[str, str | None] = {}
@@ -487,7 +488,7 @@ def _plan_answer(con: Any, questions: list[tuple[int, list[dict[str, Any]], str 
     return specs
 
 
-def _plan_targeted(con: Any, weaknesses: list[Weakness], task: str | None, n: int | None, seed: int, k: int,
+def _plan_targeted(con: duckdb.DuckDBPyConnection, weaknesses: list[Weakness], task: str | None, n: int | None, seed: int, k: int,
                    system: str | None, tmpl: Template) -> list[_Spec]:
     total = n if n is not None else TARGETED_PER_WEAKNESS * len(weaknesses)
     shares = [total // len(weaknesses) + (1 if g < total % len(weaknesses) else 0) for g in range(len(weaknesses))]

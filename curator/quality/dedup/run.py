@@ -29,6 +29,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -122,7 +123,7 @@ class Pool:
 
 
 def load_pool(
-    con: Any, on: str = "conversation", include_system: bool = False, *, splits: Sequence[str] | None = None
+    con: duckdb.DuckDBPyConnection, on: str = "conversation", include_system: bool = False, *, splits: Sequence[str] | None = None
 ) -> Pool:
     """Active examples (optionally only those of ``splits``), ordered by ``created_at`` then id."""
     if on not in VIEWS:
