@@ -99,6 +99,7 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
     table = metrics_table(rounds)
     comp = _composition(ws, rounds)
     started = _base_runs(ws, [str(r.get("run_id")) for r in rounds])
+    cut = _time_cut(ws, [str(r.get("run_id")) for r in rounds])
     views = []
     for r in rounds:
         c = r.get("comparison") or {}
@@ -112,9 +113,22 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
             "origins": ", ".join(f"{k} {v}" for k, v in sorted(comp.get(f"round {r['round']}", {}).items())),
             "trained_from": started.get(str(r.get("run_id")), "base model"),
             "produced": ", ".join(f"{k} {v}" for k, v in batch.items() if isinstance(v, int | float)),
+            "promotion": (r.get("promotion") or {}).get("reason", ""), "promoted": bool(r.get("promoted")),
+            "champion": str(r.get("champion") or ""), "time_cut": cut.get(str(r.get("run_id"))),
+            "weak_from": (batch.get("weaknesses_from") or {}).get("split", ""),
+            "baselines": [(mode, (b.get("summary") or {})) for mode, b in (r.get("baselines") or {}).items()],
         })
     return write_page(out, "round_report.html", rounds=views, metrics=HEADLINE_METRICS, table=table,
                       charts=_charts(ws, rounds, table, comp))
+
+
+def _time_cut(ws: Workspace, run_ids: list[str]) -> dict[str, int]:
+    """run id -> the step at which the wall-clock safety cap cut its training, for the runs it cut."""
+    from trainer.runs import list_runs
+
+    wanted = set(run_ids)
+    return {r.id: int(r.metrics["stopped_by_time_budget_at_step"]) for r in list_runs(ws)
+            if r.id in wanted and (r.metrics or {}).get("stopped_by_time_budget_at_step")}
 
 
 def _base_runs(ws: Workspace, run_ids: list[str]) -> dict[str, str]:

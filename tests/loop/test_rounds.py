@@ -99,6 +99,9 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
     from curator.loop.report import write_round_report
 
     html = write_round_report(ws).read_text()
+    assert "Round 1 on the dev split: " in html and f"champion after it: {r1.champion}" in html
+    assert "mined on the eval (dev) split, never on test" in html and "prompting baseline" in html
+    assert r1.baselines.keys() == {"zero_shot", "few_shot", "retrieval_few_shot"}
     assert f"<td>{r1.run_id}</td><td>base model</td>" in html  # the lineage: round 1 from the base model,
     if r1.promoted:
         assert f"<td>{r2.run_id}</td><td>{r1.run_id}</td>" in html  # round 2 from round 1's adapter
