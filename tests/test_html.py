@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import chat, write_jsonl
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = '"><img src=x onerror=alert(1)>'
 TASK = 'task"><img src=x onerror=alert(2)><script>alert(2)</script>'
 RUN = "run<script>alert(3)</script>"
-HOSTILE = (SCRIPT, BREAKOUT, TASK, RUN)
 
 
 def _assert_escaped(page: str, *texts: str) -> None:
@@ -134,17 +134,19 @@ def test_charts_escape_the_text_they_embed() -> None:
 
 def test_templates_escape_and_refuse_undefined_names() -> None:
     from jinja2 import UndefinedError
+    from markupsafe import escape
 
     from curator.html import environment, render
 
     env = environment()
     assert env is environment()  # built once
-    page = env.from_string('{% import "_macros.html" as m %}{{ m.table(["a", "b"], rows, text_cols=[1]) }}'
+    page = env.from_string('{% import "_macros.html" as m %}{{ m.table(["a", "b", "c"], rows, text_cols=[2]) }}'
                            "{{ m.chat(turns) }}{{ m.metric_cell(none_value) }}{{ m.metric_cell(0.12345, 2, true) }}")
-    out = page.render(rows=[[SCRIPT, BREAKOUT], [1234, "f" * 64]], none_value=None,
+    out = page.render(rows=[[SCRIPT, 0.5, BREAKOUT], [1234, "f" * 64, None]], none_value=None,
                       turns=[{"role": "user", "content": SCRIPT}, {"role": BREAKOUT, "content": None}])
     assert "<script" not in out and "<img" not in out and SCRIPT in html.unescape(out)
     assert '<td class="num">1,234</td>' in out and f'<code title="{"f" * 64}">{"f" * 16}</code>' in out
+    assert f'<td class="txt">{escape(BREAKOUT)}</td>' in out and '<td class="txt"></td>' in out
     assert '<td class="num">-</td>' in out and '<td class="num">+0.12</td>' in out
     assert '<div class="turn user"><div class="role">user</div>' in out
     assert '<p class="muted">none</p>' in env.from_string('{% import "_macros.html" as m %}{{ m.table([], []) }}').render()

@@ -64,6 +64,10 @@ class _Config:
     """What every config does: list its problems, validate, serialise with its method."""
 
     method: ClassVar[str]
+    #: Set by each subclass's @dataclass (declared so the type checker sees a dataclass).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    #: Where the config was read from (a file, "overrides"), for error messages; not a field.
+    _source: str | None = None
 
     def problems(self) -> list[str]:
         raise NotImplementedError
@@ -72,10 +76,10 @@ class _Config:
         """Raise :class:`ConfigError` listing every problem; return None when the config is valid."""
         problems = self.problems()
         if problems:
-            raise ConfigError(problems, getattr(self, "_source", None))
+            raise ConfigError(problems, self._source)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **dataclasses.asdict(self)}  # type: ignore[call-overload]  # subclasses are dataclasses
+        return {"method": self.method, **dataclasses.asdict(self)}
 
 
 @dataclass
@@ -401,7 +405,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
     if problems:
         raise ConfigError(problems, "overrides")
     new = dataclasses.replace(cfg, **changes)
-    new._source = getattr(cfg, "_source", None)  # type: ignore[union-attr]
+    new._source = cfg._source
     return new
 
 

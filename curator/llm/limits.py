@@ -68,8 +68,8 @@ class RateLimiter:
                     self._tok -= tokens  # may go negative: later requests wait it off
                 return
             wait = 0.0
-            if not ok_req:
-                wait = max(wait, (1.0 - self._req) * 60.0 / self.rpm)  # type: ignore[operator]
-            if not ok_tok:
-                wait = max(wait, (need_tok - self._tok) * 60.0 / self.tpm)  # type: ignore[operator]
+            if self.rpm and not ok_req:
+                wait = max(wait, (1.0 - self._req) * 60.0 / self.rpm)
+            if self.tpm and not ok_tok:
+                wait = max(wait, (need_tok - self._tok) * 60.0 / self.tpm)
             await asyncio.sleep(min(max(wait, 0.001), 5.0))

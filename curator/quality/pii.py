@@ -426,7 +426,8 @@ def _find_ips(text: str) -> Iterator[_Span]:
         start = seed.start()
         while start > 0 and start > seed.start() - 4 and text[start - 1] in _HEX:
             start -= 1
-        end = _V6_TAIL.match(text, seed.end()).end()  # type: ignore[union-attr]
+        tail = _V6_TAIL.match(text, seed.end())
+        end = tail.end() if tail else seed.end()
         pos = max(end, seed.end())
         while end > start and text[end - 1] in ".:" and text[end - 2 : end] != "::":
             end -= 1  # sentence punctuation, "addr:port" separators

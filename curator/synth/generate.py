@@ -634,18 +634,22 @@ def _rejected(c: Candidate, r: Rejection) -> Rejection:
     return r
 
 
-async def _filter(ws: Workspace, plan: _Plan, runner: Runner,
-                  replies: list[_Reply]) -> tuple[list[Candidate], list[Rejection]]:
+async def _filter(ws: Workspace, plan: _Plan, runner: Runner, replies: list[_Reply],
+                  held: ExitStack) -> tuple[list[Candidate], list[Rejection]]:
     """Stage 3: (accepted candidates, rejections).  Text filters, then duplicates among the new ones
     (the first stays), those an earlier run of the job stored already (counted, not stored again),
-    leaks, duplicates of stored examples, and the judge."""
+    leaks, duplicates of stored examples, and the judge.  ``held`` (the workspace connection the
+    reads share) is closed before the judge is asked."""
     report = plan.report
     rejections: list[Rejection] = []
     cands: list[Candidate] = []
     for r in replies:
         if r.response is not None:
             got = _candidate(plan, r)
-            (cands if isinstance(got, Candidate) else rejections).append(got)  # type: ignore[arg-type]
+            if isinstance(got, Candidate):
+                cands.append(got)
+            else:
+                rejections.append(got)
     cands.sort(key=lambda c: c.index)
     report.candidates = len(cands)
     first: dict[str, Candidate] = {}
@@ -671,6 +675,7 @@ async def _filter(ws: Workspace, plan: _Plan, runner: Runner,
         if runner.stats.stopped:
             judged = {i: Rejection("judge-failed", "not judged: the run stopped") for i in range(len(live))}
         else:
+            held.close()  # the judge waits on the network: let go of the workspace
             judged = await _judge(plan, runner, live)
         rejections += [_rejected(live[i], r) for i, r in sorted(judged.items())]
         live = [c for i, c in enumerate(live) if i not in judged]
@@ -797,21 +802,23 @@ def generate(ws: Workspace, options: GenerateOptions | None = None, /, **kwargs:
         if plan.judge_endpoint is not None:
             plan.judge_endpoint.provider()
 
-    async def network() -> tuple[list[Candidate], list[Rejection]]:
+    async def stages() -> None:
         try:
-            replies = await _fetch(plan, runner)
-            return await _filter(ws, plan, runner, replies)
+            replies = await _fetch(plan, runner)  # no connection open; the cache's short steps only
+            with ExitStack() as held:
+                held.enter_context(ws.connect())  # the filter's reads and the store share one connection
+                accepted, rejections = await _filter(ws, plan, runner, replies, held)
+                _copy_stats(runner.stats, report)
+                _store(ws, plan, runner, accepted, rejections)
         finally:
             await plan.teacher.aclose()
             if plan.judge_endpoint is not None:
                 await plan.judge_endpoint.aclose()
 
     try:
-        accepted, rejections = run_async(network)
+        run_async(stages)
     finally:
         plan.store.close()
-    _copy_stats(runner.stats, report)
-    _store(ws, plan, runner, accepted, rejections)
     report.seconds = time.monotonic() - t0
     return report
 

@@ -43,7 +43,7 @@ def _kept(msg: Any, where: str) -> bool:
 
 
 def _check(msg: dict[str, Any], where: str) -> tuple[str, str, str]:
-    role = _ROLES.get(msg.get("role"))  # type: ignore[arg-type]
+    role = _ROLES.get(msg.get("role", ""))
     if role is None:
         raise RowError(f"{where} has role {msg.get('role')!r} (expected prompter or assistant)")
     text = msg.get("text")

@@ -30,7 +30,7 @@ EXACT_MAX = 50_000
 _QUERY_BLOCK = 4096
 
 
-def _index(x: np.ndarray, exact: bool, nprobe: int) -> object:
+def _index(x: np.ndarray, exact: bool, nprobe: int) -> Any:  # a faiss SWIG index (untyped)
     import faiss  # present: semantic_pairs required it
 
     d = x.shape[1]
@@ -82,7 +82,7 @@ def semantic_pairs(
     vals: list[np.ndarray] = []
     for r0 in range(0, q.shape[0], _QUERY_BLOCK):
         block = q[r0 : r0 + _QUERY_BLOCK]
-        lims, dist, idx = index.range_search(block, radius)  # type: ignore[attr-defined]
+        lims, dist, idx = index.range_search(block, radius)
         ii = np.repeat(np.arange(block.shape[0], dtype=np.int64) + r0, np.diff(lims.astype(np.int64)))
         jj = idx.astype(np.int64)
         keep = (jj >= 0) & (dist >= np.float32(threshold))
