@@ -37,7 +37,6 @@ import collections
 import dataclasses
 import hashlib
 import random
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -63,6 +62,7 @@ from curator.llm.limits import RateLimiter, RetryPolicy
 from curator.llm.providers import GenParams, Provider
 from curator.llm.runner import REMOTE_CONCURRENCY, Endpoint, Request, Runner, RunStats, run_async
 from curator.models import DEFAULT_CHAT_MODEL
+from curator.progress import Progress, progress
 from curator.records import Example
 from curator.synth.filters import Candidate, FilterConfig, Rejection, check_text, find_duplicates, find_leaks
 from curator.synth.prompts import Template, format_demos, load_template, parse_pair, parse_score
@@ -538,28 +538,11 @@ def _plan_targeted(con: duckdb.DuckDBPyConnection, weaknesses: list[Weakness], t
 
 
 # -- stage 2: fetch ------------------------------------------------------------------------------------------------
-class _Progress:
-    """A progress bar on a terminal; on a pipe, a line every tenth of the way (for logs)."""
-
-    def __init__(self, enabled: bool, total: int, label: str, stack: ExitStack) -> None:
-        self.total, self.label, self.done = total, label, 0
-        self.lines = enabled and not sys.stderr.isatty()
-        self.bar = None
-        if enabled and not self.lines:
-            from curator.output import progress
-
-            self.bar = stack.enter_context(progress(label, total, enabled=True))
-        self.step = max(1, total // 10)
-
-    def tick(self, s: RunStats) -> None:
-        self.done += 1
-        spend = "unknown" if s.spent_usd is None else f"${s.spent_usd:.4f}"
-        note = f"new {s.made}  cached {s.cached}  failed {s.failed}  {spend}"
-        if self.bar is not None:
-            self.bar.advance(1)
-            self.bar.update(note=note)
-        elif self.lines and (self.done % self.step == 0 or self.done == self.total):
-            print(f"{self.label}: {self.done}/{self.total} requests ({note})", file=sys.stderr, flush=True)
+def _tick(bar: Progress, s: RunStats) -> None:
+    """One planned request done: advance the shared progress stage and show the counts and spend."""
+    spend = "unknown" if s.spent_usd is None else f"${s.spent_usd:.4f}"
+    bar.advance(1)
+    bar.update(note=f"new {s.made}  cached {s.cached}  failed {s.failed}  {spend}")
 
 
 @dataclass
@@ -577,11 +560,11 @@ async def _fetch(plan: _Plan, runner: Runner) -> list[_Reply]:
     asked to repair itself once (seeds and targeted modes).  One progress tick per planned request."""
     teacher, params = plan.teacher, plan.params
 
-    async def one(spec: _Spec, bar: _Progress) -> _Reply:
+    async def one(spec: _Spec, bar: Progress) -> _Reply:
         try:
             return await ask(spec)
         finally:
-            bar.tick(runner.stats)
+            _tick(bar, runner.stats)
 
     async def ask(spec: _Spec) -> _Reply:
         resp = await runner.call(teacher, plan.request(spec))
@@ -595,8 +578,7 @@ async def _fetch(plan: _Plan, runner: Runner) -> list[_Reply]:
         again = await runner.call(teacher, fix)
         return _Reply(spec, again, fix.key, parse_pair(again.text) if again is not None else None)
 
-    with ExitStack() as stack:
-        bar = _Progress(plan.opts.progress, len(plan.specs), "generate", stack)
+    with progress("generate", len(plan.specs), enabled=plan.opts.progress) as bar:
         return list(await asyncio.gather(*(one(s, bar) for s in plan.specs)))
 
 

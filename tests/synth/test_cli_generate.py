@@ -46,7 +46,7 @@ def test_seeds_file_then_cached_rerun(ws: Workspace, fake_llm: FakeLLMServer) ->
     assert out[1:3] == ["requests: 3 (new 3, cached 0, failed 0, not started 0; 3 calls, 0 retries)",
                         "examples: 3 added, 0 already present, 0 rejected"]
     assert out[3].startswith("spend: $0.00") and "for the job; tokens in" in out[3]
-    assert "seeds.jsonl: 40 seed examples, 40 added" in res.stderr and "generate: 3/3 requests" in res.stderr
+    assert "seeds.jsonl: 40 seed examples, 40 added" in res.stderr and "[generate] 3/3 (100%) done" in res.stderr
     again = run(ws, *args, "--json")
     assert again.exit_code == 0
     report = json.loads(again.stdout)

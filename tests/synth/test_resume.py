@@ -28,6 +28,7 @@ def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
     e["NO_PROXY"] = "127.0.0.1,localhost"
     e["PYTHONPATH"] = str(ROOT)
+    e["CURATOR_HEARTBEAT"] = "0"  # a progress line after every finished request
     return e
 
 
@@ -41,13 +42,13 @@ def test_kill_9_mid_run_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
                                 stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         assert proc.stderr is not None
         seen = ""
-        for line in proc.stderr:  # "generate: 3/30 requests (...)" once three responses are committed
-            if line.startswith("generate: "):
+        for line in proc.stderr:  # "[generate] 3/30 (10%) ..." once three responses are committed
+            if line.startswith("[generate] ") and not line.startswith("[generate] 0/"):
                 seen = line
                 break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert seen and f"/{N} " in seen and not seen.startswith(f"generate: {N}/")
+        assert seen and f"/{N} (" in seen and not seen.startswith(f"[generate] {N}/")
         stored = rows(killed_ws, "SELECT count(*) FROM requests WHERE status = 'ok'")[0][0]
         assert 0 < stored < N
         assert rows(killed_ws, "SELECT count(*) FROM examples WHERE origin = 'synthetic'") == [(0,)]
