@@ -48,13 +48,12 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str | No
     from curator.data.splits import parse_ratios
 
     ws = _ws(ctx)
-    if ratios:
-        ws.set_setting("split_ratios", list(parse_ratios(ratios)))
+    split_ratios = parse_ratios(ratios) if ratios else None
     mapping = CsvMapping(prompt_column, response_column, system_column, task_column)
     reports = []
     for f in files:
         r = ingest_file(ws, f, fmt=fmt, task=task, split=split, origin=origin, skip_invalid=skip_invalid,
-                        csv_mapping=mapping, hf_split=hf_split)
+                        csv_mapping=mapping, hf_split=hf_split, ratios=split_ratios)
         reports.append(r.to_dict())
         if not as_json:
             splits = ", ".join(f"{k} {v}" for k, v in sorted(r.by_split.items()))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from curator.cli.kit import log
+from curator.cli.kit import Number, log
 from curator.cli.kit import workspace as _ws
 from curator.llm.limits import RetryPolicy
 from curator.llm.providers import GenParams
@@ -70,22 +70,22 @@ def format_report(r: GenerateReport) -> str:
               help="Targeted mode: JSON list of {id, task, description, example_ids}.")
 @click.option("--teacher", default=DEFAULT_TEACHER, show_default=True,
               help="openai:MODEL, anthropic:MODEL, compatible:BASE_URL:MODEL or local:NAME|PATH.")
-@click.option("--n", "n", type=int, help="Requests to make (seeds: one new example each; required there).")
+@click.option("--n", "n", type=Number(int, min=1), help="Requests to make (seeds: one new example each; required there).")
 @click.option("--system", help="System prompt of the generated examples (default: the seeds').")
-@click.option("--k", "k", type=int, default=3, show_default=True, help="Seed examples shown per request.")
+@click.option("--k", "k", type=Number(int, min=0), default=3, show_default=True, help="Seed examples shown per request.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the few-shot sampling.")
-@click.option("--temperature", type=float, default=0.7, show_default=True)
-@click.option("--top-p", type=float, default=1.0, show_default=True)
-@click.option("--max-tokens", type=int, default=512, show_default=True, help="Most tokens per reply.")
-@click.option("--concurrency", type=int, help="Requests in flight (default 16 remote; local: batch size 8).")
-@click.option("--rpm", type=float, help="Request rate limit, per minute.")
-@click.option("--tpm", type=float, help="Token rate limit, per minute (input estimate + max tokens).")
-@click.option("--max-attempts", type=int, default=6, show_default=True, help="Tries per request on 429/5xx/timeouts.")
-@click.option("--budget", type=float, help="Hard spending cap in USD for the job (needs the model's price).")
+@click.option("--temperature", type=Number(min=0, max=2), default=0.7, show_default=True)
+@click.option("--top-p", type=Number(min=0, max=1, min_open=True), default=1.0, show_default=True)
+@click.option("--max-tokens", type=Number(int, min=1), default=512, show_default=True, help="Most tokens per reply.")
+@click.option("--concurrency", type=Number(int, min=1), help="Requests in flight (default 16 remote; local: batch size 8).")
+@click.option("--rpm", type=Number(min=0, min_open=True), help="Request rate limit, per minute.")
+@click.option("--tpm", type=Number(min=0, min_open=True), help="Token rate limit, per minute (input estimate + max tokens).")
+@click.option("--max-attempts", type=Number(int, min=1), default=6, show_default=True, help="Tries per request on 429/5xx/timeouts.")
+@click.option("--budget", type=Number(min=0), help="Hard spending cap in USD for the job (needs the model's price).")
 @click.option("--prices", type=click.Path(path_type=Path), help="YAML of prices merged over the bundled table.")
 @click.option("--dry-run", is_flag=True, help="Print the estimated tokens and cost; ask nothing.")
 @click.option("--judge", help="Provider spec of an LLM judge; candidates scoring under --min-score are dropped.")
-@click.option("--min-score", type=float, default=7.0, show_default=True, help="Judge threshold, 1-10.")
+@click.option("--min-score", type=Number(min=1, max=10), default=7.0, show_default=True, help="Judge threshold, 1-10.")
 @click.option("--templates", "templates_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder of edited prompt templates (NAME.txt; missing ones fall back to the bundled).")
 @click.option("--export-templates", type=click.Path(path_type=Path, file_okay=False),

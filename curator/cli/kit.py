@@ -10,6 +10,7 @@ A command module outside ``cli.py`` defines ``register(group: click.Group)`` and
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import warnings
@@ -21,7 +22,7 @@ from curator.errors import CuratorError
 from curator.progress import progress_mode
 from curator.workspace import Workspace
 
-__all__ = ["CuratorGroup", "configure_logging", "configure_process", "log", "workspace"]
+__all__ = ["CuratorGroup", "Number", "configure_logging", "configure_process", "log", "workspace"]
 
 
 class CuratorGroup(click.Group):
@@ -33,6 +34,43 @@ class CuratorGroup(click.Group):
         except CuratorError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(1)
+
+
+class Number(click.ParamType[float]):
+    """A finite number in a range: ``Number(float, min=0, min_open=True)``.
+
+    Click's ``FloatRange`` lets ``nan`` through (every comparison with it is false) and ``inf`` when
+    no maximum is set; an option typed ``Number`` refuses both, so ``--budget nan`` cannot lift a cap.
+    """
+
+    def __init__(self, kind: type = float, *, min: float | None = None, max: float | None = None,
+                 min_open: bool = False) -> None:
+        self.kind, self.min, self.max, self.min_open = kind, min, max, min_open
+        self.name = "integer" if kind is int else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number: float
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = self.kind(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        low_ok = self.min is None or (number > self.min if self.min_open else number >= self.min)
+        if not low_ok or (self.max is not None and number > self.max):
+            self.fail(f"{value!r} is not {self._range()}", param, ctx)
+        return number
+
+    def _range(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.min_open else '>='} {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return " and ".join(parts) or "a number"
 
 
 def workspace(ctx: click.Context) -> Workspace:

@@ -30,7 +30,7 @@ import pyarrow as pa
 from curator.data.readers import SHAPES, BadRow, CsvMapping, Row, Source, read_rows
 from curator.data.readers.shapes import RowError
 from curator.data.readers.textfile import MAX_LINE_BYTES
-from curator.data.splits import DEFAULT_RATIOS, SPLITS, hash_split
+from curator.data.splits import DEFAULT_RATIOS, SPLITS, check_ratios, hash_split
 from curator.errors import CuratorError, InputError
 from curator.records import Example, group_key, messages_json, normalize_messages
 from curator.records import example_id as _example_id
@@ -316,8 +316,13 @@ def ingest_file(
     skip_invalid: bool = False,
     csv_mapping: CsvMapping | None = None,
     hf_split: str | None = None,
+    ratios: tuple[float, float, float] | None = None,
 ) -> IngestReport:
-    """Read one file and store its examples (all or nothing)."""
+    """Read one file and store its examples (all or nothing).
+
+    ``ratios`` (train, eval, test fractions, see :func:`curator.data.splits.parse_ratios`) become the
+    workspace's split ratios, saved in the same transaction as the examples: a failed ingest saves nothing.
+    """
     if split is not None and split not in SPLITS:
         raise CuratorError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
     if origin not in ORIGINS:
@@ -331,7 +336,10 @@ def ingest_file(
     source = str(path.resolve())
     ctx = _Ctx(task, origin, split, source, src.unit, src.format)
     report = IngestReport(path=str(path), format=src.format)
-    ratios = _ratios(ws)
+    if ratios is None:
+        ratios = _ratios(ws)
+    else:
+        ratios = check_ratios(ratios)
     with ThreadPoolExecutor(1) as hasher:
         # The file's sha256 (for the ingests table) is computed meanwhile: hashlib releases the GIL.
         digest = hasher.submit(_file_sha256, path)
@@ -351,6 +359,7 @@ def ingest_file(
     if not table.num_rows and not bad:
         raise InputError("no examples found", path)
     with ws.transaction() as con:
+        con.execute("INSERT OR REPLACE INTO settings VALUES ('split_ratios', ?)", [orjson.dumps(list(ratios)).decode()])
         added, by_split = store_examples(con, ws, table)
         if split in ("eval", "test"):
             report.moved_to_pinned_split = _move_to_pinned(con, table.column("id"), split, source)

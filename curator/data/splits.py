@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 
 from curator.errors import CuratorError
 
-__all__ = ["DEFAULT_RATIOS", "SPLITS", "hash_split", "parse_ratios"]
+__all__ = ["DEFAULT_RATIOS", "SPLITS", "check_ratios", "hash_split", "parse_ratios"]
 
 SPLITS = ("train", "eval", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
@@ -32,8 +33,19 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         values = [float(p) for p in parts]
     except ValueError:
         raise CuratorError(f"split ratios {text!r}: expected three numbers like 80/10/10") from None
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
+    if len(values) != 3:
         raise CuratorError(f"split ratios {text!r}: expected three non-negative numbers like 80/10/10")
+    try:
+        return check_ratios((values[0], values[1], values[2]))
+    except CuratorError:
+        raise CuratorError(f"split ratios {text!r}: expected three finite non-negative numbers with a "
+                           "positive sum, like 80/10/10") from None
+
+
+def check_ratios(values: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Three finite non-negative numbers with a positive sum, normalised to fractions summing to 1."""
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise CuratorError(f"split ratios {values!r}: expected three finite non-negative numbers with a positive sum")
     total = sum(values)
     return values[0] / total, values[1] / total, values[2] / total
 

@@ -1,0 +1,45 @@
+"""Numeric options refuse nan, inf and out-of-range values before any work; a refused ingest saves nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import chat, write_jsonl
+
+from curator.cli import main
+from curator.workspace import Workspace
+
+
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("--temperature", "nan", "not a finite number"),
+    ("--budget", "nan", "not a finite number"),
+    ("--budget", "-1", "not >= 0"),
+    ("--max-tokens", "-1", "not >= 1"),
+    ("--max-attempts", "0", "not >= 1"),
+    ("--rpm", "-5", "not > 0"),
+    ("--top-p", "inf", "not a finite number"),
+    ("--n", "x", "not an integer"),
+])
+def test_generate_refuses_bad_numbers(tmp_path: Path, option: str, value: str, why: str) -> None:
+    res = CliRunner().invoke(main, ["-w", str(tmp_path / "ws"), "generate", "--task", "t", "--n", "1", option, value])
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{option}'" in res.output and why in res.output
+
+
+def test_bad_ratios_and_failed_ingest_save_no_ratios(tmp_path: Path) -> None:
+    ws_dir = tmp_path / "ws"
+    good = write_jsonl(tmp_path / "good.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(5)])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": "not a list"}\n')
+    runner = CliRunner()
+    res = runner.invoke(main, ["-w", str(ws_dir), "ingest", "--ratios", "nan/1/1", str(good)])
+    assert res.exit_code == 1 and "finite non-negative" in res.output
+    res = runner.invoke(main, ["-w", str(ws_dir), "ingest", "--ratios", "0/0/1", str(bad)])
+    assert res.exit_code == 1 and "bad.jsonl:1" in res.output
+    assert Workspace(ws_dir).get_setting("split_ratios") is None
+    res = runner.invoke(main, ["-w", str(ws_dir), "ingest", "--ratios", "0/0/1", str(good)])
+    assert res.exit_code == 0, res.output
+    assert Workspace(ws_dir).get_setting("split_ratios") == [0.0, 0.0, 1.0]
+    assert "test 5" in res.output
