@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from curator.cli.kit import CuratorGroup, log, workspace
+from curator.cli.kit import CuratorGroup, Number, log, workspace
 from curator.output import echo_json, table
 
 __all__ = ["feedback"]
@@ -29,10 +29,10 @@ def feedback() -> None:
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="auto", show_default=True,
               help="chat logs, trace exports (Langfuse/LangSmith), OASST trees, HH-RLHF pairs.")
 @click.option("--task", help="Task label of the examples made from positives (default: the record's, else 'default').")
-@click.option("--min-rating", type=float, help="Same as --positive-threshold.")
-@click.option("--positive-threshold", type=float,
+@click.option("--min-rating", type=Number(), help="Same as --positive-threshold.")
+@click.option("--positive-threshold", type=Number(),
               help="Ratings/scores at or above are positive (defaults: rating 4, score 0.7).")
-@click.option("--negative-threshold", type=float,
+@click.option("--negative-threshold", type=Number(),
               help="Ratings/scores at or below are negative (defaults: rating 2, score 0.3).")
 @click.option("--rating-field", help="Field (dotted path) or trace score name holding the rating.")
 @click.option("--messages-field", help="Chat logs: field (dotted path) holding the conversation.")
@@ -159,7 +159,7 @@ def _short(text: str, width: int) -> str:
 
 @feedback.command("list")
 @click.option("--label", type=click.Choice(["positive", "negative", "neutral"]), help="Only events of this label.")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=Number(int, min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (full messages).")
 @click.pass_context
 def list_cmd(ctx: click.Context, label: str | None, limit: int, as_json: bool) -> None:
@@ -176,7 +176,7 @@ def list_cmd(ctx: click.Context, label: str | None, limit: int, as_json: bool) -
 
 
 @feedback.command("pairs")
-@click.option("--limit", type=int, default=5, show_default=True)
+@click.option("--limit", type=Number(int, min=1), default=5, show_default=True)
 @click.option("--basis", type=click.Choice(["rating", "rank", "votes", "preference", "correction"]), help="Only pairs made this way.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from curator.cli.kit import log
+from curator.cli.kit import Number, log
 from curator.cli.kit import workspace as _ws
 from curator.models import DEFAULT_EMBEDDER
 from curator.output import echo_json, progress, table
@@ -28,9 +28,9 @@ def _short(text: str, n: int = 70) -> str:
 
 @click.command("dedup")
 @click.option("--exact", "exact", is_flag=True, help="Exact duplicates after case, punctuation and space folding.")
-@click.option("--near", type=float, is_flag=False, flag_value=0.8, default=None, metavar="J",
+@click.option("--near", type=Number(min=0, max=1, min_open=True), is_flag=False, flag_value=0.8, default=None, metavar="J",
               help="Near duplicates: MinHash LSH on word bigrams, Jaccard >= J (0.8 when no value is given).")
-@click.option("--semantic", type=float, is_flag=False, flag_value=0.95, default=None, metavar="C",
+@click.option("--semantic", type=Number(min=-1, max=1), is_flag=False, flag_value=0.95, default=None, metavar="C",
               help="Semantic duplicates: embedding cosine >= C (0.95 when no value is given).")
 @click.option("--on", type=_VIEW, default="conversation", show_default=True,
               help="Which turns make the text: user+assistant, user only, or assistant only.")
@@ -90,7 +90,8 @@ def restore_cmd(ctx: click.Context, kind: str, as_json: bool) -> None:
     """Undo every live decision of KIND: those examples become active again.
 
     KIND is dedup or leakage (all their methods), or one decision kind: dedup_exact,
-    dedup_near, dedup_semantic, leakage_exact, leakage_ngram, leakage_semantic.
+    dedup_near, dedup_semantic, leakage_exact, leakage_ngram, leakage_semantic, or a review
+    exclusion made in `curator review`: review_reject, edited.
 
     \b
     curator restore dedup_near

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from curator.cli.kit import CuratorGroup, workspace
+from curator.cli.kit import CuratorGroup, Number, workspace
 from curator.output import echo_json, table
 
 __all__ = ["traces"]
@@ -36,7 +36,7 @@ def _rating(t: dict[str, Any]) -> str:
 @click.option("--model", help="Only traces served under this model name.")
 @click.option("--rated", "rated", flag_value=True, default=None, help="Only traces with feedback.")
 @click.option("--unrated", "rated", flag_value=False, help="Only traces without feedback.")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=Number(int, min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (full messages).")
 @click.pass_context
 def list_cmd(ctx: click.Context, model: str | None, rated: bool | None, limit: int, as_json: bool) -> None:
