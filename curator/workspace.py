@@ -205,6 +205,14 @@ def _rename_recorded(con: duckdb.DuckDBPyConnection, done: set[str]) -> set[str]
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
+                                        [_ALIAS]).fetchall()}
+    if tables and "_migrations" not in tables:
+        # Somebody else's DuckDB file: migrating it would mix curator's tables into theirs (or fail on
+        # a table of the same name).
+        path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [_ALIAS]).fetchall()[0][0]
+        raise WorkspaceError(f"{path} is not a curator workspace (it has tables {', '.join(sorted(tables)[:5])} but no "
+                             "curator migration record); pass another --workspace folder")
     con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
     done = _rename_recorded(con, done)

@@ -84,3 +84,18 @@ def test_workspace_path_is_a_file(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(WorkspaceError, match="is not a folder"), Workspace(f).connect():
         pass
+
+
+def test_a_foreign_duckdb_file_is_refused_untouched(tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "curator.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE examples (x INTEGER)")
+    con.close()
+    with pytest.raises(WorkspaceError, match="not a curator workspace .*examples"):
+        with Workspace(tmp_path).connect():
+            pass
+    con = duckdb.connect(str(db), read_only=True)
+    assert [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()] == ["examples"]
+    con.close()
