@@ -121,19 +121,22 @@ def validate(file: Path, fmt: str, model: str, no_tokens: bool, as_json: bool) -
 # -- stats -------------------------------------------------------------------------------------------------------
 @click.command()
 @click.option("--snapshot", "ref", help="Counts of a snapshot instead of the live workspace.")
-@click.option("--tokens/--no-tokens", default=True, help="Token length percentiles (base model tokenizer).")
+@click.option("--tokens/--no-tokens", default=True, help="Token length percentiles (each example counted once per tokenizer, then cached).")
+@click.option("--model", default=None, help="Whose tokenizer and chat template count the tokens (default: the bundled SmolLM2).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def stats(ctx: click.Context, ref: str | None, tokens: bool, as_json: bool) -> None:
+def stats(ctx: click.Context, ref: str | None, tokens: bool, model: str | None, as_json: bool) -> None:
     """Counts by split, origin and task, and token length percentiles.
 
     \b
     curator stats
     curator stats --snapshot latest --json
+    curator stats --model ./my-base-model
     """
+    from curator.models import DEFAULT_CHAT_MODEL
     from curator.stats import workspace_stats
 
-    d = workspace_stats(_ws(ctx), ref, tokens=tokens)
+    d = workspace_stats(_ws(ctx), ref, tokens=tokens, model=model or DEFAULT_CHAT_MODEL)
     if as_json:
         echo_json(d)
         return
