@@ -18,11 +18,11 @@ from typing import Any
 
 import click
 
-from curator.errors import CuratorError
+from curator.errors import CuratorError, WorkspaceError
 from curator.progress import progress_mode
 from curator.workspace import Workspace
 
-__all__ = ["CuratorGroup", "Number", "configure_logging", "configure_process", "log", "workspace"]
+__all__ = ["READ_COMMANDS", "CuratorGroup", "Number", "configure_logging", "configure_process", "log", "workspace"]
 
 
 class CuratorGroup(click.Group):
@@ -73,9 +73,34 @@ class Number(click.ParamType[float]):
         return " and ".join(parts) or "a number"
 
 
+#: Commands that only read: on a folder that holds no workspace they say so (exit 1) instead of
+#: creating an empty one.  Every other command creates the workspace when it is missing.
+READ_COMMANDS = frozenset({
+    "stats", "compare", "lineage", "weaknesses", "evals", "chat", "export-model", "feedback list", "feedback pairs",
+    "feedback stats", "rounds list", "rounds report", "runs list", "runs show", "snapshot diff", "snapshot export",
+    "snapshot list", "snapshot show", "traces list", "traces show", "traces stats",
+})
+
+
+def _command_name(ctx: click.Context) -> str:
+    names: list[str] = []
+    c: click.Context | None = ctx
+    while c is not None and c.parent is not None:
+        names.append(c.info_name or "")
+        c = c.parent
+    return " ".join(reversed(names))
+
+
 def workspace(ctx: click.Context) -> Workspace:
-    """The workspace chosen with ``--workspace`` / ``CURATOR_WORKSPACE``."""
-    return ctx.find_root().obj["workspace"]
+    """The workspace chosen with ``--workspace`` / ``CURATOR_WORKSPACE``.
+
+    For a command of :data:`READ_COMMANDS` the workspace must exist already (``WorkspaceError`` otherwise).
+    """
+    ws: Workspace = ctx.find_root().obj["workspace"]
+    if not ws.exists() and _command_name(ctx) in READ_COMMANDS:
+        raise WorkspaceError(f"no workspace at {ws.path} (nothing ingested there yet): pass --workspace DIR "
+                             "or set CURATOR_WORKSPACE, or start one with `curator ingest`")
+    return ws
 
 
 _log = logging.getLogger("curator.cli")

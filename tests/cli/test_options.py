@@ -43,3 +43,20 @@ def test_bad_ratios_and_failed_ingest_save_no_ratios(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert Workspace(ws_dir).get_setting("split_ratios") == [0.0, 0.0, 1.0]
     assert "test 5" in res.output
+
+
+def test_read_commands_do_not_create_a_workspace(tmp_path: Path) -> None:
+    import click
+
+    from curator.cli.kit import READ_COMMANDS
+
+    missing = tmp_path / "no-such-dir"
+    for name in ("stats", "snapshot list", "rounds list", "traces list", "feedback stats"):
+        res = CliRunner().invoke(main, ["-w", str(missing), *name.split()])
+        assert res.exit_code == 1 and "no workspace at" in res.output, (name, res.output)
+    assert not missing.exists()
+    for name in READ_COMMANDS:  # every entry names a real command
+        cmd: click.Command = main
+        for part in name.split():
+            assert isinstance(cmd, click.Group) and part in cmd.commands, name
+            cmd = cmd.commands[part]

@@ -11,6 +11,7 @@ from curator.cli import main
 from curator.html.charts import line_chart, stacked_bars
 from curator.loop.report import loss_history, metrics_table, write_round_report
 from curator.loop.rounds import _next_round, _set_round, list_rounds
+from curator.workspace import Workspace
 
 
 def _record(ws, n: int, rouge: float, base: float, run: str) -> None:
@@ -49,7 +50,11 @@ def test_history_table_and_report(ws, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "0.350 (-0.050)" in r.output
 
 
-def test_empty_history() -> None:
+def test_empty_history(ws: Workspace) -> None:
+    r = CliRunner().invoke(main, ["rounds", "list"])
+    assert r.exit_code == 1 and "no workspace at" in r.output  # a read command creates nothing
+    with ws.connect():
+        pass
     r = CliRunner().invoke(main, ["rounds", "list"])
     assert r.exit_code == 0 and "no rounds yet" in r.output
 

@@ -167,6 +167,8 @@ def test_serve_refuses_what_it_cannot_do_safely(serve_ws: Path, tiny_model_dir: 
 
 def test_traces_commands_on_a_workspace_without_traces(ws: Workspace) -> None:
     w = ["--workspace", str(ws.path)]
+    with ws.connect():  # an empty workspace (read commands do not create one)
+        pass
     assert "no traces yet" in _cli(*w, "traces", "list").output
     assert "no traces yet" in _cli(*w, "traces", "stats").output
     r = _cli(*w, "feedback", "ingest", "--traces")
