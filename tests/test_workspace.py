@@ -99,3 +99,12 @@ def test_a_foreign_duckdb_file_is_refused_untouched(tmp_path: Path) -> None:
     con = duckdb.connect(str(db), read_only=True)
     assert [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()] == ["examples"]
     con.close()
+
+
+def test_a_quote_in_the_workspace_path(tmp_path: Path) -> None:
+    from curator.snapshots import create_snapshot, read_split
+
+    ws = Workspace(tmp_path / "it's a workspace")
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(20)]))
+    snap = create_snapshot(ws)
+    assert sum(len(read_split(ws, snap, s)) for s in ("train", "eval", "test")) == 20

@@ -167,7 +167,7 @@ def write_snapshot_preferences(con: duckdb.DuckDBPyConnection, folder: Path) -> 
                                  p.group_key, p.meta::VARCHAR AS meta
                           FROM preferences p JOIN _pair_splits s ON s.group_key = p.group_key
                           WHERE s.split = '{split}' ORDER BY p.id)
-                    TO '{target}' (FORMAT parquet)"""
+                    TO '{str(target).replace("'", "''")}' (FORMAT parquet)"""
             )
             info[split] = {"path": f"preferences/{split}.parquet", "sha256": _sha256(target),
                            "rows": pq.read_metadata(target).num_rows}
