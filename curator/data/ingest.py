@@ -28,8 +28,8 @@ import orjson
 import pyarrow as pa
 
 from curator.data.readers import SHAPES, BadRow, CsvMapping, Row, Source, read_rows
-from curator.data.readers.shapes import RowError
-from curator.data.readers.textfile import MAX_LINE_BYTES
+from curator.data.readers.shapes import RowError, encode_meta
+from curator.data.readers.textfile import iter_raw_lines, loads_line
 from curator.data.splits import DEFAULT_RATIOS, SPLITS, check_ratios, hash_split
 from curator.errors import CuratorError, InputError
 from curator.records import Example, group_key, messages_json, normalize_messages
@@ -91,14 +91,18 @@ class Columns:
 
     def append(self, eid: str, messages: list[dict[str, Any]], task: str, origin: str, source: str | None,
                parent_id: str | None, meta: dict[str, Any], pin: str | None) -> None:
-        """One example's columns from its parts (ingest calls this once per row, without an Example)."""
+        """One example's columns from its parts (ingest calls this once per row, without an Example).
+
+        A ``meta`` that cannot be stored raises :class:`RowError` before anything is appended.
+        """
+        meta_json = encode_meta(meta)
         self.id.append(eid)
         self.messages.append(messages_json(messages))
         self.task.append(task)
         self.origin.append(origin)
         self.source.append(source)
         self.parent_id.append(parent_id)
-        self.meta.append(orjson.dumps(meta).decode("utf-8"))
+        self.meta.append(meta_json)
         self.group_key.append(group_key(messages))
         self.pin.append(pin)
 
@@ -119,14 +123,20 @@ class Columns:
         for g, ok in zip(self.group_key, held_out_ok, strict=True):
             h = hash_split(g, ratios)
             hashed.append("train" if h == "test" and not ok else h)
+        # An explicit schema: a range of a large file may yield no rows, and its empty table must still concatenate.
         return pa.table(
             {
                 "id": self.id, "messages": self.messages, "task": self.task, "origin": self.origin,
-                "source": pa.array(self.source, pa.string()), "parent_id": pa.array(self.parent_id, pa.string()),
-                "meta": self.meta, "group_key": self.group_key, "pin": pa.array(self.pin, pa.string()),
+                "source": self.source, "parent_id": self.parent_id,
+                "meta": self.meta, "group_key": self.group_key, "pin": self.pin,
                 "hashed": hashed,
-            }
+            },
+            schema=_SCHEMA,
         )
+
+
+_SCHEMA = pa.schema([(name, pa.string()) for name in (
+    "id", "messages", "task", "origin", "source", "parent_id", "meta", "group_key", "pin", "hashed")])
 
 
 def _file_sha256(path: Path) -> str:
@@ -168,11 +178,23 @@ def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool)
                 break
             continue
         meta = row.meta
-        row_task = ctx.task or meta.pop("task", None) or "default"
+        row_task = meta.pop("task", None)
+        if row_task is not None and not isinstance(row_task, str) and not ctx.task:
+            bad.append(BadRow(row.line, f'"task" must be a string, got {type(row_task).__name__} '
+                                        "(or pass --task to set one task for the file)"))
+            if stop_at_first_error:
+                break
+            continue
+        row_task = ctx.task or row_task or "default"
         meta["source"] = {**src_meta, ctx.unit: row.line}
         messages = normalize_messages(row.messages)
-        cols.append(_example_id(messages), messages, row_task, ctx.origin, ctx.source, None, meta,
-                    ctx.split or _dataset_split(row.split))
+        try:
+            cols.append(_example_id(messages), messages, row_task, ctx.origin, ctx.source, None, meta,
+                        ctx.split or _dataset_split(row.split))
+        except RowError as e:
+            bad.append(BadRow(row.line, str(e)))
+            if stop_at_first_error:
+                break
     return cols, bad, n
 
 
@@ -181,10 +203,14 @@ def _split_ranges(path: Path, parts: int) -> list[tuple[int, int, int]]:
     """(start byte, end byte, first line number) of ``parts`` ranges cut at line ends."""
     size = path.stat().st_size
     cuts = [0]
+    chunk = 1 << 20
     with path.open("rb") as f:
         for k in range(1, parts):
-            f.seek(size * k // parts)
-            f.readline()
+            f.seek(max(size * k // parts, cuts[-1]))
+            while True:  # to the next line end, a chunk at a time (a line may be gigabytes long)
+                piece = f.readline(chunk)
+                if not piece or piece.endswith(b"\n"):
+                    break
             cuts.append(f.tell())
     cuts.append(size)
     ranges = []
@@ -193,7 +219,8 @@ def _split_ranges(path: Path, parts: int) -> list[tuple[int, int, int]]:
         for a, b in zip(cuts, cuts[1:], strict=False):
             ranges.append((a, b, line))
             f.seek(a)
-            line += f.read(b - a).count(b"\n")
+            for pos in range(a, b, chunk):
+                line += f.read(min(chunk, b - pos)).count(b"\n")
     return ranges
 
 
@@ -222,47 +249,39 @@ def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool, tuple[float,
 
 def _convert_lines(path: str, start: int, end: int, first_line: int, shape: str, ctx: _Ctx, stop: bool
                    ) -> tuple[Columns, list[BadRow], int]:
-    import json
-
     mod = SHAPES[shape]
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start)
 
     def rows() -> Iterable[Row | BadRow]:
-        line = first_line
-        for raw in data.split(b"\n"):
-            n, line = line, line + 1
-            if line == 2 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            if len(raw) > MAX_LINE_BYTES:
-                yield BadRow(n, f"line is {len(raw) / 1e6:.1f} MB, over the {MAX_LINE_BYTES // (1024 * 1024)} MiB limit per example")
-                continue
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError:
+        with open(path, "rb") as f:
+            f.seek(start)
+            for n, raw in iter_raw_lines(f, first_line, end - start):
+                if isinstance(raw, RowError):
+                    yield BadRow(n, str(raw))
+                    continue
+                if raw.isspace():
+                    continue
                 try:
-                    rec = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError as e:
-                    yield BadRow(n, f"invalid UTF-8 (byte {e.start} of the line)")
+                    rec = loads_line(raw)
+                except RowError as e:
+                    yield BadRow(n, str(e))
                     continue
-                except json.JSONDecodeError as e:
-                    yield BadRow(n, f"invalid JSON: {e.msg} (column {e.colno})")
-                    continue
-            if not isinstance(rec, dict):
-                yield BadRow(n, f"expected a JSON object, got {type(rec).__name__}")
-                continue
-            try:
-                converted = mod.convert(rec)
-            except RowError as e:
-                yield BadRow(n, str(e))
-                continue
-            for messages, meta in converted:
-                yield Row(n, messages, meta)
+                yield from _shape_row(mod, n, rec)
 
     return _convert(rows(), ctx, stop)
+
+
+def _shape_row(mod: Any, n: int, rec: Any) -> Iterable[Row | BadRow]:
+    """The rows of one parsed record (or why it is bad)."""
+    if not isinstance(rec, dict):
+        yield BadRow(n, f"expected a JSON object, got {type(rec).__name__}")
+        return
+    try:
+        converted = mod.convert(rec)
+    except RowError as e:
+        yield BadRow(n, str(e))
+        return
+    for messages, meta in converted:
+        yield Row(n, messages, meta)
 
 
 def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, float, float], stop: bool
@@ -284,15 +303,37 @@ def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, f
 
 
 def _first_of_each_id(table: pa.Table) -> tuple[pa.Table, int]:
-    """Keep the first row of each example id; returns (table, repeats dropped)."""
-    seen: set[str] = set()
+    """Keep the first row of each example id; returns (table, repeats dropped).
+
+    A kept row takes the most held-out pin of its repeats (a Hugging Face ``test`` row equal to a
+    ``train`` row of the same dataset is a test example).
+    """
+    seen: dict[str, int] = {}
     keep: list[int] = []
+    repeats: list[tuple[int, int]] = []
     for i, eid in enumerate(table.column("id").to_pylist()):
-        if eid not in seen:
-            seen.add(eid)
+        k = seen.get(eid)
+        if k is None:
+            seen[eid] = len(keep)
             keep.append(i)
+        else:
+            repeats.append((k, i))
     dropped = table.num_rows - len(keep)
-    return (table.take(pa.array(keep, pa.int64())) if dropped else table), dropped
+    if not dropped:
+        return table, 0
+    out = table.take(pa.array(keep, pa.int64()))
+    pins = table.column("pin").to_pylist()
+    kept = [pins[i] for i in keep]
+    changed = False
+    for k, i in repeats:
+        if _RANK.get(pins[i], 0) > _RANK.get(kept[k], 0):
+            kept[k], changed = pins[i], True
+    if changed:
+        out = out.set_column(out.schema.get_field_index("pin"), "pin", pa.array(kept, pa.string()))
+    return out, dropped
+
+
+_RANK = {"test": 3, "eval": 2, "train": 1}
 
 
 def _ratios(ws: Workspace) -> tuple[float, float, float]:
@@ -363,6 +404,14 @@ def ingest_file(
         added, by_split = store_examples(con, ws, table)
         if split in ("eval", "test"):
             report.moved_to_pinned_split = _move_to_pinned(con, table.column("id"), split, source)
+        elif split is None and src.format.startswith("hf/"):
+            # Rows of a dataset's test / validation split take their already-stored copies out of train.
+            pins = table.column("pin").to_pylist()
+            for held in ("eval", "test"):
+                ids = [eid for eid, p in zip(table.column("id").to_pylist(), pins, strict=True) if p == held]
+                if ids:
+                    for old, k in _move_to_pinned(con, pa.array(ids, pa.string()), held, source).items():
+                        report.moved_to_pinned_split[old] = report.moved_to_pinned_split.get(old, 0) + k
         con.execute(
             "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
             [source, sha, src.format, report.rows_read, added, len(report.skipped)],

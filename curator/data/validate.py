@@ -4,8 +4,9 @@ For OpenAI chat JSONL the seven error kinds of OpenAI's chat fine-tuning data ch
 to the raw records (``data_type``, ``missing_messages_list``, ``message_missing_key``,
 ``message_unrecognized_key``, ``unrecognized_role``, ``missing_content``,
 ``example_missing_assistant_message``), plus curator's own: ``json_error``, ``bad_utf8``,
-``line_too_long``, ``empty_content``, ``non_string_content``, ``last_not_assistant``,
-``consecutive_same_role``.  Other formats report their reader errors as ``invalid_record`` and
+``line_too_long``, ``nul_byte``, ``invalid_unicode`` (a lone surrogate), ``nesting_too_deep``,
+``unstorable_value`` (what ingest could not store in ``meta``), ``bad_task``, ``empty_content``,
+``non_string_content``, ``last_not_assistant``, ``consecutive_same_role``.  Other formats report their reader errors as ``invalid_record`` and
 get the same message-level checks after conversion.
 
 Warnings follow OpenAI's notebook: examples without a system or user message, and examples over
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from curator.data.readers import BadRow, CsvMapping, read_rows
-from curator.data.readers.shapes import RowError
+from curator.data.readers.shapes import RowError, encode_meta
 from curator.data.readers.textfile import check_file, is_json_array, iter_json_records
 
 __all__ = ["MAX_TOKENS_PER_EXAMPLE", "ValidationReport", "check_chat_record", "validate_file"]
@@ -88,6 +89,8 @@ def check_chat_record(rec: Any) -> list[str]:
             errs.append("message_unrecognized_key")
         if m.get("role") not in _OPENAI_ROLES:
             errs.append("unrecognized_role")
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            errs.append("data_type")
         content = m.get("content")
         if (not content and not m.get("function_call")) or not isinstance(content, str):
             errs.append("missing_content")
@@ -104,6 +107,22 @@ def check_chat_record(rec: Any) -> list[str]:
     if any(a == b for a, b in zip(roles, roles[1:], strict=False)):
         errs.append("consecutive_same_role")
     return sorted(set(errs))
+
+
+def _storable(rec: Any) -> list[str]:
+    """What ingest would refuse in the rest of a chat record: its ``meta`` and ``task``."""
+    if not isinstance(rec, dict):
+        return []
+    meta = {k: v for k, v in rec.items() if k != "messages"}
+    errs = []
+    task = meta.get("task")
+    if task is not None and not isinstance(task, str):
+        errs.append("bad_task")
+    try:
+        encode_meta(meta)
+    except RowError as e:
+        errs.append(e.kind or "unstorable_value")
+    return errs
 
 
 def _message_checks(messages: list[dict[str, Any]]) -> list[str]:
@@ -158,10 +177,12 @@ def validate_file(
             report.examples += 1
             if isinstance(rec, RowError):
                 reason = str(rec)
-                kind = "bad_utf8" if "UTF-8" in reason else "line_too_long" if "limit" in reason else "json_error"
+                kind = rec.kind or (
+                    "bad_utf8" if "UTF-8" in reason else "line_too_long" if "limit" in reason else "json_error")
                 report.errors[kind].append(line)
                 continue
             kinds = check_chat_record(rec)
+            kinds.extend(_storable(rec))
             for k in kinds:
                 report.errors[k].append(line)
             if isinstance(rec, dict) and isinstance(rec.get("messages"), list):

@@ -9,14 +9,13 @@ Other columns are kept in ``meta``.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curator.data.readers.shapes import RowError, check_messages
-from curator.data.readers.textfile import MAX_LINE_BYTES
+from curator.data.readers.textfile import MAX_LINE_BYTES, iter_raw_lines
 from curator.errors import InputError
 
 NAME = "csv"
@@ -44,19 +43,36 @@ def _pick(header: list[str], wanted: tuple[str, ...]) -> str | None:
     return None
 
 
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines, decoded strictly, read at most :data:`MAX_LINE_BYTES` at a time.
+
+    A NUL byte, invalid UTF-8 or a line over the limit stops the file with its line number (the CSV
+    parser cannot resynchronise after them).
+    """
+    with path.open("rb") as f:
+        for n, raw in iter_raw_lines(f):
+            if isinstance(raw, RowError):
+                raise InputError(str(raw), path, n)
+            nul = raw.find(b"\x00")
+            if nul >= 0:
+                raise InputError(f"NUL byte at byte {nul + 1} of the line (is this a binary file?)", path, n)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"invalid UTF-8 (byte {e.start} of the line)", path, n) from None
+
+
 def iter_csv(path: Path, mapping: CsvMapping) -> Iterator[tuple[int, Any]]:
     """(line, (messages, meta) | RowError) per data row; the line is where the row starts."""
     csv.field_size_limit(MAX_LINE_BYTES)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError("invalid UTF-8", path, path.read_bytes()[: e.start].count(b"\n") + 1) from None
     delimiter = mapping.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(_lines(path), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         raise InputError("file is empty", path) from None
+    except csv.Error as e:
+        raise InputError(f"CSV header: {e}", path, 1) from None
     header = [h.strip() for h in header]
     prompt = mapping.prompt or _pick(header, PROMPT_NAMES)
     response = mapping.response or _pick(header, RESPONSE_NAMES)
@@ -76,7 +92,16 @@ def iter_csv(path: Path, mapping: CsvMapping) -> Iterator[tuple[int, Any]]:
     idx = {h: i for i, h in enumerate(header)}
     used = {prompt, response, system, mapping.task}
     start = reader.line_num + 1
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            reason = str(e)
+            if "field limit" in reason:
+                reason = f"a field is over the {MAX_LINE_BYTES // (1024 * 1024)} MiB limit (an unclosed quote?)"
+            raise InputError(f"CSV: {reason}", path, start) from None
         line, start = start, reader.line_num + 1
         if not row or all(not c.strip() for c in row):
             continue

@@ -1,7 +1,9 @@
 """Hugging Face datasets: a ``save_to_disk`` folder or a Parquet file.
 
 Rows are plain records, so the record shapes of the JSON readers (chat, sharegpt, alpaca, ...)
-apply to them; the "line" of a row is its 1-based row number.
+apply to them; the "line" of a row is its 1-based row number.  Values JSON has no type for are
+handled when the row's ``meta`` is stored (:func:`~curator.data.readers.shapes.encode_meta`):
+decimals keep their digits as a string, binary values are refused with the row number.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def is_dataset_dir(path: Path) -> bool:
 def iter_hf(path: Path, split: str | None = None) -> Iterator[tuple[int, Any, str | None]]:
     """(row number, record, dataset split name or None)."""
     if path.is_file() and path.suffix.lower() == ".parquet":
+        if split:
+            raise InputError(f"--hf-split {split!r} given, but a Parquet file has no splits", path)
         import pyarrow.parquet as pq
 
         try:
@@ -43,9 +47,13 @@ def iter_hf(path: Path, split: str | None = None) -> Iterator[tuple[int, Any, st
         raise InputError(f"cannot load dataset: {e}", path) from None
     parts: list[tuple[str | None, Dataset]]
     if isinstance(ds, DatasetDict):
+        if split and split not in ds:
+            raise InputError(f"no split {split!r} (--hf-split) in this dataset; it has {', '.join(ds.keys())}", path)
         names = [split] if split else list(ds.keys())
         parts = [(n, ds[n]) for n in names]
     else:
+        if split:
+            raise InputError(f"--hf-split {split!r} given, but this is a single dataset without splits", path)
         parts = [(None, ds)]
     for name, part in parts:
         for i, rec in enumerate(part, 1):

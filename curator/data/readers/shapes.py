@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import decimal
+import json
 from typing import Any
+
+import orjson
 
 from curator.records import ROLES
 
-__all__ = ["RowError", "check_messages", "prompt_with_input", "require_str"]
+__all__ = ["META_MAX_DEPTH", "RowError", "check_messages", "encode_meta", "prompt_with_input", "require_str"]
+
+#: Deepest nesting of a stored ``meta`` value (what orjson writes).
+META_MAX_DEPTH = 254
 
 
 class RowError(ValueError):
-    """What is wrong with one record; the dispatcher adds file and line."""
+    """What is wrong with one record; the dispatcher adds file and line.
+
+    ``kind`` names the problem for ``curator validate`` (``json_error``, ``bad_utf8``, ...), when there is one.
+    """
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def require_str(obj: dict[str, Any], key: str, *, allow_empty: bool = False) -> str:
@@ -56,6 +70,48 @@ def check_messages(messages: Any) -> list[dict[str, Any]]:
         content = m["content"]
         if not isinstance(content, str):
             raise RowError(f"message {i} ({role}) content must be a string, got {type(content).__name__}")
+        name = m.get("name")
+        if name is not None and not isinstance(name, str):
+            raise RowError(f'message {i} ({role}) "name" must be a string, got {type(name).__name__}')
     if not any(m["role"] == "assistant" for m in messages):
         raise RowError("no assistant message")
     return messages
+
+
+class _Unstorable(TypeError):
+    pass
+
+
+def _default(value: Any) -> Any:
+    # Parquet / HF decimals keep their exact digits, as a string; anything else (bytes, images) is refused.
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise _Unstorable(type(value).__name__)
+
+
+def encode_meta(meta: dict[str, Any]) -> str:
+    """``meta`` as the JSON text stored, or a :class:`RowError` saying what cannot be stored.
+
+    orjson writes it; when it refuses, the reason is found: a value nested over
+    :data:`META_MAX_DEPTH` levels, a lone surrogate, a value of a type JSON has no place for (bytes)
+    are refused; an integer over 64 bits is kept exactly (the standard library writes it).
+    """
+    try:
+        return orjson.dumps(meta, default=_default).decode("utf-8")
+    except orjson.JSONEncodeError as e:
+        problem = str(e)
+        cause = e.__cause__
+    if isinstance(cause, _Unstorable) or "not JSON serializable" in problem:
+        name = cause.args[0] if isinstance(cause, _Unstorable) else problem.rsplit(":", 1)[-1].strip()
+        raise RowError(f"a field holds a value of type {name}, which cannot be stored as JSON "
+                       "(drop the column or convert it to text)", kind="unstorable_value") from None
+    if "ecursion" in problem:
+        raise RowError(f"a field is nested more than {META_MAX_DEPTH} levels deep", kind="nesting_too_deep") from None
+    if "surrogate" in problem:
+        raise RowError("a field holds a lone surrogate (not valid Unicode text)", kind="invalid_unicode") from None
+    if "64-bit" in problem:
+        try:
+            return json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
+        except (ValueError, TypeError, RecursionError) as e2:
+            raise RowError(f"a field cannot be stored as JSON: {e2}", kind="unstorable_value") from None
+    raise RowError(f"a field cannot be stored as JSON: {problem}", kind="unstorable_value")

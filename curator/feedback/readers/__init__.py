@@ -10,7 +10,6 @@ JSON Lines or a JSON array, plain or gzip-compressed (``.gz``).
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 from collections.abc import Iterator
 from itertools import chain
@@ -18,10 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import orjson
-
-from curator.data.readers.shapes import RowError
-from curator.data.readers.textfile import MAX_LINE_BYTES, check_file, iter_json_records
+from curator.data.readers.shapes import RowError, encode_meta
+from curator.data.readers.textfile import check_file, iter_json_records, iter_raw_lines, loads_line
 from curator.errors import InputError
 from curator.feedback.events import Parsed, RatingRules
 from curator.feedback.readers import chatlog, hhrlhf, oasst, served, traces
@@ -56,26 +53,19 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _gzip_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line, record or RowError) of a gzip-compressed JSON Lines file."""
+    """(line, record or RowError) of a gzip-compressed JSON Lines file, read a bounded line at a time."""
     try:
         with gzip.open(path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                if not raw.strip():
+            for n, raw in iter_raw_lines(f):
+                if isinstance(raw, RowError):
+                    yield n, raw
                     continue
-                if len(raw) > MAX_LINE_BYTES:
-                    yield n, RowError(f"line is {len(raw) / 1e6:.1f} MB, over the {MAX_LINE_BYTES // (1024 * 1024)} MiB limit")
+                if raw.isspace():
                     continue
                 try:
-                    yield n, orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    try:
-                        yield n, json.loads(raw.decode("utf-8"))
-                    except UnicodeDecodeError as e:
-                        yield n, RowError(f"invalid UTF-8 (byte {e.start} of the line)")
-                    except json.JSONDecodeError as e:
-                        yield n, RowError(f"invalid JSON: {e.msg} (column {e.colno})")
+                    yield n, loads_line(raw)
+                except RowError as e:
+                    yield n, e
     except (OSError, EOFError, zlib.error) as e:
         raise InputError(f"cannot read the gzip file: {e}", path) from None
 
@@ -133,6 +123,19 @@ def _parse(mod: ModuleType, records: Iterator[tuple[int, Any]], rules: RatingRul
             yield line, RowError(f"expected a JSON object, got {type(rec).__name__}")
             continue
         try:
-            yield line, mod.convert(rec, rules)
+            parsed = mod.convert(rec, rules)
+            for event in parsed.events:
+                if not isinstance(event.meta, dict):
+                    raise RowError(f"metadata must be an object, got {type(event.meta).__name__}")
+                encode_meta(event.meta)  # what cannot be stored is refused here, with its line
+                for what, value in (("the trace id", event.trace_id), ("the model name", event.model),
+                                    ("the event time", event.event_time), ("the task", event.task)):
+                    if value is not None and not isinstance(value, str):
+                        raise RowError(f"{what} must be a string, got {type(value).__name__}")
         except RowError as e:
             yield line, e
+            continue
+        except RecursionError:
+            yield line, RowError("the record is nested too deeply")
+            continue
+        yield line, parsed
