@@ -14,12 +14,14 @@ applied twice.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import duckdb
 
@@ -29,6 +31,8 @@ __all__ = ["DB_NAME", "MIGRATIONS", "Workspace", "cursor", "default_workspace_pa
 
 DB_NAME = "curator.duckdb"
 ENV_VAR = "CURATOR_WORKSPACE"
+LOCK_WAIT_ENV = "CURATOR_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 2.0
 #: Rows per storage row group of the workspace file (DuckDB's default is 122,880).  DuckDB compresses
 #: and writes a bulk insert while it runs, on all cores, once it fills a row group; rows that do not
 #: fill one wait in the write-ahead log and are compressed by a single thread at commit.  With the
@@ -54,6 +58,15 @@ def _load_migrations() -> list[tuple[str, str | Callable[[duckdb.DuckDBPyConnect
 
 #: Applied in order, once each.  Add a file; never edit a migration that has shipped.
 MIGRATIONS = _load_migrations()
+
+
+def lock_wait() -> float:
+    """Seconds to wait for another process's hold on the workspace file: ``CURATOR_LOCK_WAIT``, default 2."""
+    try:
+        value = float(os.environ.get(LOCK_WAIT_ENV, "") or DEFAULT_LOCK_WAIT)
+    except ValueError:
+        value = DEFAULT_LOCK_WAIT
+    return value if math.isfinite(value) and value >= 0 else DEFAULT_LOCK_WAIT
 
 
 def default_workspace_path() -> Path:
@@ -96,21 +109,34 @@ class Workspace:
         if read_only and not self.db_path.exists():
             raise WorkspaceError(f"no workspace at {self.path} (run `curator ingest` first, or pass --workspace)")
         self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            con = _attach(self.db_path, read_only)
-        except duckdb.IOException as e:
-            if "lock" in str(e).lower():
-                m = re.search(r"PID (\d+)", str(e))
-                who = f" (PID {m.group(1)})" if m else ""
-                raise WorkspaceLockedError(
-                    f"workspace {self.path} is in use by another process{who}; wait for it to finish"
-                ) from None
-            raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
-        except duckdb.Error as e:
-            raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
+        deadline = time.monotonic() + lock_wait()
+        delay = 0.02
+        while True:
+            try:
+                con = _attach(self.db_path, read_only)
+                break
+            except duckdb.IOException as e:
+                # Another process holds the file: servers and review take it for milliseconds at a time, so
+                # wait a moment (``CURATOR_LOCK_WAIT`` seconds) before saying so.
+                if "lock" in str(e).lower() and time.monotonic() + delay < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+                    continue
+                self._raise_open_error(e)
+            except duckdb.Error as e:
+                raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
         if not read_only:
             _migrate(con)
         return con
+
+    def _raise_open_error(self, e: duckdb.IOException) -> NoReturn:
+        if "lock" in str(e).lower():
+            m = re.search(r"PID (\d+)", str(e))
+            who = f" (PID {m.group(1)})" if m else ""
+            raise WorkspaceLockedError(
+                f"workspace {self.path} is in use by another process{who}; wait for it to finish"
+            ) from None
+        raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

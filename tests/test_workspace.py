@@ -108,3 +108,21 @@ def test_a_quote_in_the_workspace_path(tmp_path: Path) -> None:
     ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(20)]))
     snap = create_snapshot(ws)
     assert sum(len(read_split(ws, snap, s)) for s in ("train", "eval", "test")) == 20
+
+
+def test_a_brief_hold_by_another_process_is_waited_out(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURATOR_LOCK_WAIT", "20")
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(1.5)",
+         str(ws.db_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        ingest_file(ws, write_jsonl(tmp_path / "b.jsonl", [chat("q2", "a2")]))  # waits for the holder to exit
+    finally:
+        holder.kill()
+        holder.wait()
+    assert count_rows(ws)["examples"] == 2

@@ -14,6 +14,8 @@ __all__ = ["serve_cmd"]
               help="Serve RUN's adapter as model NAME (repeatable).")
 @click.option("--run", "runs", multiple=True, metavar="RUN", help="Serve RUN's adapter under its run id (repeatable).")
 @click.option("--champion", is_flag=True, help="Serve the current champion of the rounds as 'champion'.")
+@click.option("--champion-poll", default=5.0, show_default=True, type=click.FloatRange(0.1),
+              help="With --champion: seconds between looks at the rounds for a newly promoted run.")
 @click.option("--ab", "ab", multiple=True, metavar="NAME=RUN_A,ARM=RUN_B:F",
               help="A/B: requests for NAME go to RUN_B with probability F (sticky per 'user'), else RUN_A.")
 @click.option("--base-model", help="The base model (default: the runs' base model, else local:smollm2-135m-instruct).")
@@ -47,7 +49,7 @@ __all__ = ["serve_cmd"]
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
               show_default=True, help="uvicorn's log level (no access log; the key is never logged).")
 @click.pass_context
-def serve_cmd(ctx: click.Context, adapters: tuple[str, ...], runs: tuple[str, ...], champion: bool,
+def serve_cmd(ctx: click.Context, adapters: tuple[str, ...], runs: tuple[str, ...], champion: bool, champion_poll: float,
               ab: tuple[str, ...], base_model: str | None, host: str, port: int, api_key: str | None, engine: str,
               max_batch: int, batch_wait_ms: float, per_adapter_batches: bool, max_tokens_cap: int,
               default_max_tokens: int, default_temperature: float, request_timeout: float, max_body_bytes: int,
@@ -78,5 +80,5 @@ def serve_cmd(ctx: click.Context, adapters: tuple[str, ...], runs: tuple[str, ..
     opts = ServeOptions(adapters=adapters, runs=runs, champion=champion, ab=ab, base_model=base_model, host=host,
                         port=port, engine=engine, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                         mixed_batches=not per_adapter_batches, traces=not no_traces, config=cfg,
-                        vllm_args=vllm_args, log_level=log_level)
+                        vllm_args=vllm_args, log_level=log_level, champion_poll_s=champion_poll)
     serve(workspace(ctx), opts, log)

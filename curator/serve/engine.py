@@ -102,6 +102,7 @@ class Engine:
         self._queue: queue.Queue[GenRequest | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._model_lock = threading.Lock()  # held by a generate; adding an adapter waits for it
         vocab = tokenizer.get_vocab()
         eos = {tokenizer.eos_token_id}
         if "<|im_end|>" in vocab:
@@ -126,6 +127,16 @@ class Engine:
     @property
     def adapters(self) -> list[str]:
         return sorted(self.model.peft_config) if self.is_peft else []
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Load one more LoRA adapter (between batches: the generate in progress finishes first)."""
+        if not self.is_peft:
+            raise ValueError("the model was loaded without adapters; restart with one to add adapters live")
+        if name in self.model.peft_config:
+            return
+        with self._model_lock:
+            self.model.load_adapter(path, adapter_name=name)
+            self.model.eval()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -270,7 +281,7 @@ class Engine:
                 ctx = self.model.disable_adapter()
             else:
                 self.model.set_adapter(next(iter(adapters)))
-        with ctx, torch.no_grad():
+        with self._model_lock, ctx, torch.inference_mode():
             self.model.generate(**kwargs)
         self.batches += 1
         for r in rows:

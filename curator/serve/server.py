@@ -21,7 +21,7 @@ from curator.serve.app import ServeConfig, ServedModel, create_app
 from curator.serve.traces import TraceWriter
 from curator.workspace import Workspace
 
-__all__ = ["BASE", "ServeOptions", "build", "is_loopback", "resolve_served", "serve"]
+__all__ = ["BASE", "ChampionWatcher", "ServeOptions", "build", "is_loopback", "resolve_served", "serve"]
 
 #: The base model is always served under this name.
 BASE = "base"
@@ -46,6 +46,7 @@ class ServeOptions:
     config: ServeConfig = field(default_factory=ServeConfig)
     vllm_args: Sequence[str] = ()
     log_level: str = "warning"
+    champion_poll_s: float = 5.0
 
 
 def is_loopback(host: str) -> bool:
@@ -150,6 +151,88 @@ def _champion(ws: Workspace) -> str:
     return champion(ws)
 
 
+class ChampionWatcher:
+    """Follows promotions for ``--champion``: every ``interval`` seconds, when the workspace file changed
+    (a cheap ``stat``), it reads the champion with one short read-only connection (a locked file -- a
+    round writing -- is skipped until the next poll), loads the new run's adapter into the engine while
+    the old one keeps answering, then points the ``champion`` name at it.  A trace records the run of the
+    model it was routed to, so it names the run that actually answered."""
+
+    def __init__(self, ws: Workspace, models: dict[str, ServedModel], engine: Any, interval: float = 5.0,
+                 log: Callable[[str], None] = lambda m: None) -> None:
+        import threading
+
+        self.ws, self.models, self.engine, self.interval, self.log = ws, models, engine, interval, log
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen: tuple[float, int] | None = self._stamp()
+        self.switches = 0
+
+    def _stamp(self) -> tuple[float, int] | None:
+        try:
+            st = self.ws.db_path.stat()
+        except OSError:
+            return None
+        wal = self.ws.db_path.with_name(self.ws.db_path.name + ".wal")
+        return (st.st_mtime, st.st_size + (wal.stat().st_size if wal.exists() else 0))
+
+    def check(self) -> bool:
+        """One poll; True when the served champion changed."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return False
+        from curator.errors import WorkspaceLockedError
+        from trainer.runs import get_run
+
+        ws = Workspace(self.ws.path)
+        try:
+            with ws.connect(read_only=True) as con:
+                rows = con.execute(
+                    "SELECT champion FROM rounds WHERE status = 'done' AND champion IS NOT NULL "
+                    "ORDER BY round DESC LIMIT 1").fetchall()
+                ref = rows[0][0] if rows and rows[0][0] else BASE
+                current = self.models.get("champion")
+                if current is None or ref == (current.run_id or BASE):
+                    self._seen = stamp
+                    return False
+                run = get_run(ws, ref) if ref != BASE else None
+        except WorkspaceLockedError:
+            return False  # a writer is at work: look again at the next poll
+        self._seen = stamp
+        base = self.models[BASE].base_model
+        if run is None:
+            new = ServedModel("champion", base)
+        else:
+            if run.base_model != base or not run.adapter_path:
+                self.log(f"curator serve: champion {run.id} cannot be served here (base {run.base_model}); "
+                         f"keeping {current.run_id}")
+                return False
+            path = self.ws.path / run.adapter_path
+            self.engine.add_adapter(run.id, str(path))
+            new = ServedModel("champion", base, run.id, run.id, path)
+        self.models["champion"] = new
+        self.switches += 1
+        self.log(f"curator serve: champion is now {new.run_id or BASE} (was {current.run_id or BASE})")
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as e:  # keep serving the old champion
+                self.log(f"curator serve: could not follow the champion: {type(e).__name__}: {e}")
+
+    def start(self) -> None:
+        import threading
+
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="curator-champion", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def _engine_kind(requested: str) -> str:
     if requested in ("transformers", "vllm"):
         return requested
@@ -197,8 +280,17 @@ def build(ws: Workspace, opts: ServeOptions, log: Callable[[str], None] = lambda
                         mixed=opts.mixed_batches)
         backend = LocalBackend(engine)
     writer = TraceWriter(log_dir(ws), enabled=opts.traces)
-    on_startup = backend.engine.start if kind == "transformers" else None
-    app = create_app(backend, served.models, served.ab, writer, known, cfg, on_startup=on_startup)
+    watcher = (ChampionWatcher(ws, served.models, backend.engine, opts.champion_poll_s, log)
+               if opts.champion and kind == "transformers" else None)
+
+    def on_startup() -> None:
+        if kind == "transformers":
+            backend.engine.start()
+        if watcher is not None:
+            watcher.start()
+
+    app = create_app(backend, served.models, served.ab, writer, known, cfg, on_startup=on_startup,
+                     on_shutdown=watcher.stop if watcher is not None else None)
     info = {
         "url": f"http://{opts.host}:{opts.port}/v1", "engine": kind, "base_model": served.base_model,
         "models": {n: m.run_id or "base" for n, m in served.models.items()},
