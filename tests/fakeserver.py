@@ -14,7 +14,8 @@ compact ``/v1/models``, ``/v1/files`` and ``/v1/fine_tuning/jobs``.  Replies to 
 endpoints come from the script queue (:meth:`FakeLLMServer.script`), else from ``responder``
 (a callable), else ``"fake reply N"``.  A reply may be a plain string or a :class:`Reply`,
 which can carry a fault: see :func:`rate_limited`, :func:`server_error`, :func:`overloaded`,
-:func:`slow`, :func:`malformed`, :func:`drop`, :func:`http_error`.
+:func:`slow`, :func:`malformed`, :func:`drop`, :func:`http_error`, :func:`drip`, :func:`html_page`,
+:func:`truncated`, :func:`no_choices`, :func:`echo_key`, :func:`with_usage`.
 
 Requests are served in parallel (one thread each); ``latency`` adds a fixed sleep to every
 request, so N concurrent requests take about one latency, not N.  Only 127.0.0.1 is bound.
@@ -38,13 +39,19 @@ __all__ = [
     "FakeLLMServer",
     "RecordedRequest",
     "Reply",
+    "drip",
     "drop",
+    "echo_key",
+    "html_page",
     "http_error",
     "malformed",
+    "no_choices",
     "overloaded",
     "rate_limited",
     "server_error",
     "slow",
+    "truncated",
+    "with_usage",
 ]
 
 _AUTH_HEADERS = {"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"}
@@ -59,8 +66,12 @@ class Reply:
     ``finish_reason`` uses OpenAI words ("stop", "length"); Anthropic replies get
     ``end_turn`` / ``max_tokens``.  Token counts default to word counts.  ``status`` other than
     200 sends an error body of the endpoint's flavour; ``fault`` is ``"malformed"`` (invalid JSON
-    with status 200) or ``"drop"`` (close the connection without answering).  ``delay`` sleeps
-    before answering; ``body`` replaces the generated JSON body verbatim.
+    with status 200), ``"drop"`` (close the connection without answering), ``"html"`` (a 200 HTML
+    page), ``"truncated"`` (half the body, then the connection closes), ``"drip"`` (the body one
+    byte every ``drip`` seconds), ``"no-choices"`` (``choices: []``) or ``"echo-key"`` (the text
+    quotes the request's credential header).  ``delay`` sleeps before answering; ``body`` replaces
+    the generated JSON body verbatim; ``usage`` (when not ``"auto"``) replaces the usage object
+    (None leaves it out).
     """
 
     text: str = "ok"
@@ -73,6 +84,38 @@ class Reply:
     delay: float = 0.0
     message: str = ""
     body: Any = None
+    drip: float = 2.0
+    usage: Any = "auto"
+
+
+def drip(every: float = 2.0, text: str = "ok") -> Reply:
+    """A 200 reply whose body arrives one byte every ``every`` seconds (a read timeout never trips)."""
+    return Reply(text=text, fault="drip", drip=every)
+
+
+def html_page(status: int = 200) -> Reply:
+    """An HTML page (a proxy's or a captive portal's) instead of JSON."""
+    return Reply(status=status, fault="html")
+
+
+def truncated() -> Reply:
+    """Half of a valid JSON body under the full ``Content-Length``, then the connection closes."""
+    return Reply(fault="truncated")
+
+
+def no_choices() -> Reply:
+    """A well-formed chat completion with ``choices: []``."""
+    return Reply(fault="no-choices")
+
+
+def echo_key(text: str = "Your key is {key}.") -> Reply:
+    """A successful reply whose text quotes the credential the request carried (``{key}``)."""
+    return Reply(text=text, fault="echo-key")
+
+
+def with_usage(usage: Any, text: str = "ok") -> Reply:
+    """A reply whose ``usage`` object is ``usage`` verbatim (None: no usage at all)."""
+    return Reply(text=text, usage=usage)
 
 
 def rate_limited(retry_after: float | str | None = 1, message: str = "Rate limit reached") -> Reply:
@@ -171,16 +214,27 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def send(self, status: int, body: bytes, headers: dict[str, str] | None = None, *,
+             content_type: str = "application/json", cut: int | None = None, drip: float | None = None) -> None:
+        """Send a response; ``cut``: send only that many body bytes and close; ``drip``: one byte every
+        ``drip`` seconds."""
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(body)
-            self.wfile.flush()
+            if drip is not None:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
+            else:
+                self.wfile.write(body if cut is None else body[:cut])
+                self.wfile.flush()
+            if cut is not None:
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout)
             self.close_connection = True
 
@@ -379,6 +433,16 @@ class FakeLLMServer:
             return
         if reply.fault == "malformed":
             return h.send(200, b'{"id": "broken", "choices": [{"message": ')
+        if reply.fault == "html":
+            page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+            return h.send(reply.status, page, content_type="text/html")
+        if reply.fault == "no-choices":
+            return self._json(h, 200, {"id": f"chatcmpl-fake{n}", "object": "chat.completion", "choices": [],
+                                       "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}})
+        if reply.fault == "echo-key":
+            cred = h.headers.get("authorization") or h.headers.get("x-api-key") or ""
+            key = cred.split(" ", 1)[1] if cred.lower().startswith("bearer ") else cred
+            reply = Reply(text=reply.text.replace("{key}", key), finish_reason=reply.finish_reason)
         if reply.status != 200:
             extra = {} if reply.retry_after is None else {"Retry-After": str(reply.retry_after)}
             return self._error(h, flavour, reply.status, reply.message or "error", extra)
@@ -392,6 +456,7 @@ class FakeLLMServer:
             tin = sum(_words(m.get("content")) for m in msgs if isinstance(m, dict))
             tin += _words(body.get("system", ""))
         tout = reply.output_tokens if reply.output_tokens is not None else len(reply.text.split())
+        usage: Any = reply.usage
         if flavour == "openai":
             out: dict[str, Any] = {
                 "id": f"chatcmpl-fake{n}",
@@ -420,7 +485,17 @@ class FakeLLMServer:
                 "stop_sequence": None,
                 "usage": {"input_tokens": tin, "output_tokens": tout},
             }
-        self._json(h, 200, out, {"x-request-id": f"req_fake{n}", "request-id": f"req_fake{n}"})
+        if usage is None:
+            out.pop("usage")
+        elif usage != "auto":
+            out["usage"] = usage
+        extra = {"x-request-id": f"req_fake{n}", "request-id": f"req_fake{n}"}
+        if reply.fault in ("truncated", "drip"):
+            data = json.dumps(out).encode()
+            if reply.fault == "truncated":
+                return h.send(200, data, extra, cut=len(data) // 2)
+            return h.send(200, data, extra, drip=reply.drip)
+        self._json(h, 200, out, extra)
 
     # -- files and fine-tuning jobs -----------------------------------------------------------
     def _upload(self, h: _Handler, rec: RecordedRequest) -> None:
@@ -588,3 +663,17 @@ def _parse_multipart(ctype: str, raw: bytes) -> dict[str, Any]:
         else:
             form[name] = data.decode("utf-8", "replace")
     return form
+
+
+def isolate_llm_env(monkeypatch: Any, server: FakeLLMServer, tmp_path: Any, *, openai_key: str, file_key: str) -> None:
+    """The provider environment of a test: OPENAI_* pointing at ``server``, a keys file holding ``file_key``,
+    no other key, price file or proxy from the machine."""
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"ANTHROPIC_API_KEY: {file_key}\n")
+    monkeypatch.setenv("CURATOR_KEYS_FILE", str(keys))
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    for var in ("ANTHROPIC_API_KEY", "CURATOR_COMPATIBLE_API_KEY", "CURATOR_PRICES", "HTTP_PROXY", "HTTPS_PROXY",
+                "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

@@ -9,7 +9,7 @@ import click
 
 from curator.cli.kit import Number, log
 from curator.cli.kit import workspace as _ws
-from curator.llm.limits import RetryPolicy
+from curator.llm.limits import DEFAULT_DEADLINE, RetryPolicy
 from curator.llm.providers import GenParams
 from curator.output import echo_json
 from curator.synth.filters import FILTER_NAMES, FilterConfig
@@ -54,6 +54,9 @@ def format_report(r: GenerateReport) -> str:
         budget = f" (budget ${r.budget_usd:.4f})" if r.budget_usd is not None else ""
         lines.append(f"spend: {_money(r.spent_usd)} this run, {_money(r.job_spent_usd)} for the job{budget}; "
                      f"tokens in {r.input_tokens:,}, out {r.output_tokens:,}")
+        if r.failures:
+            lines.append("failed requests by reason: " + ", ".join(f"{k} {v['count']}" for k, v in r.failures.items()))
+            lines += [f"  {k}, e.g.: {v['example']}" for k, v in r.failures.items()]
         if r.stopped:
             lines.append(f"stopped ({r.stopped}): {r.message}; re-run the same command to resume")
     lines += [f"warning: {w}" for w in r.warnings]
@@ -81,6 +84,8 @@ def format_report(r: GenerateReport) -> str:
 @click.option("--rpm", type=Number(min=0, min_open=True), help="Request rate limit, per minute.")
 @click.option("--tpm", type=Number(min=0, min_open=True), help="Token rate limit, per minute (input estimate + max tokens).")
 @click.option("--max-attempts", type=Number(int, min=1), default=6, show_default=True, help="Tries per request on 429/5xx/timeouts.")
+@click.option("--request-timeout", type=Number(min=0, min_open=True), default=DEFAULT_DEADLINE, show_default=True,
+              help="Seconds one try of a request may take, end to end (a slow drip of bytes included).")
 @click.option("--budget", type=Number(min=0), help="Hard spending cap in USD for the job (needs the model's price).")
 @click.option("--prices", type=click.Path(path_type=Path), help="YAML of prices merged over the bundled table.")
 @click.option("--dry-run", is_flag=True, help="Print the estimated tokens and cost; ask nothing.")
@@ -97,7 +102,7 @@ def format_report(r: GenerateReport) -> str:
 def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, questions: Path | None,
                  weaknesses: Path | None, teacher: str, n: int | None, system: str | None, k: int, seed: int,
                  temperature: float, top_p: float, max_tokens: int, concurrency: int | None, rpm: float | None,
-                 tpm: float | None, max_attempts: int, budget: float | None, prices: Path | None, dry_run: bool,
+                 tpm: float | None, max_attempts: int, request_timeout: float, budget: float | None, prices: Path | None, dry_run: bool,
                  judge: str | None, min_score: float, templates_dir: Path | None, export_templates: Path | None,
                  skip_filter: tuple[str, ...], as_json: bool) -> None:
     """Grow seed examples into many with a teacher model, or have it answer your questions.
@@ -134,7 +139,7 @@ def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, 
         k=k, seed=seed, params=GenParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
         concurrency=concurrency, budget=budget, dry_run=dry_run,
         judge=Judge(judge, min_score=min_score) if judge else None, filters=FilterConfig(skip=frozenset(skip_filter)),
-        retry=RetryPolicy(max_attempts=max_attempts), rpm=rpm, tpm=tpm, prices=prices, templates_dir=templates_dir,
+        retry=RetryPolicy(max_attempts=max_attempts, deadline=request_timeout), rpm=rpm, tpm=tpm, prices=prices, templates_dir=templates_dir,
         progress=True,
     )
     report = generate(ws, options)
@@ -145,4 +150,16 @@ def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, 
     if report.stopped == "failing":
         click.echo(f"Error: the teacher kept failing: {report.message}", err=True)
         sys.exit(1)
+    if not report.dry_run and report.requested and not report.answered:
+        click.echo(f"Error: no request succeeded: {_why_none(report)}", err=True)
+        sys.exit(1)
+
+
+def _why_none(r: GenerateReport) -> str:
+    """Why a run got no reply at all (the exit-1 message): the failure reasons, or the stop."""
+    if r.failures:
+        first = next(iter(r.failures.values()))
+        counts = ", ".join(f"{k} {v['count']}" for k, v in r.failures.items())
+        return f"{r.failed} failed ({counts}); e.g. {first['example']}"
+    return r.message or "no request was started"
 

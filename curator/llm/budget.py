@@ -6,14 +6,18 @@ user's own entries merged over it from ``--prices FILE``, ``$CURATOR_PRICES`` or
 
 :class:`Budget` is a hard cap: before a request starts, the most it could cost is *reserved*
 (its input at the byte bound of :func:`max_input_tokens`, its output at ``max_tokens``); a request
-whose reservation would take ``spent + reserved`` over the cap is not started.  When the reply
-arrives the reservation is swapped for the real cost.  Spending therefore never crosses the cap,
-whatever the replies are.
+whose reservation would take ``spent + reserved`` over the cap does not start *yet*: it waits until
+a request in flight settles (its reservation released, its real cost counted) and tries again.
+The run stops only when nothing is in flight and the next request still could cross the cap, so
+a job spends up to its cap (less at most one request's bound) and never over it.  A reply's cost
+is counted from its ``usage``, which the runner clamps into ``[0, bound]`` (a missing or invalid
+count is charged at the bound): whatever the replies say, spending never crosses the cap.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -175,25 +179,37 @@ class Budget:
     """Spend so far, reservations of requests in flight, and the cap (None: no cap, just counting)."""
 
     def __init__(self, cap: float | None, already_spent: float = 0.0) -> None:
-        if cap is not None and cap < 0:
-            raise ConfigError("--budget must be >= 0")
+        if cap is not None and (not math.isfinite(cap) or cap < 0):
+            raise ConfigError(f"--budget must be a number >= 0, got {cap!r}")
         self.cap = cap
         self.spent = float(already_spent)  # done: earlier runs of the job and this one
         self.spent_this_run = 0.0
         self.reserved = 0.0  # in flight, at their worst case
-        self.exhausted = False
+        self.holds = 0  # reservations in flight (free requests count too)
+        self.exhausted = False  # the run stopped at the cap (set by the runner)
+
+    def fits(self, amount: float) -> bool:
+        """Whether a request that could cost ``amount`` may start now (``spent + reserved + amount <= cap``)."""
+        return self.cap is None or self.spent + self.reserved + amount <= self.cap + 1e-12
 
     def try_reserve(self, amount: float) -> bool:
-        """Reserve ``amount`` for a request about to start; False (and ``exhausted``) when it could cross the cap."""
-        if self.cap is not None and self.spent + self.reserved + amount > self.cap + 1e-12:
-            self.exhausted = True
+        """Reserve ``amount`` for a request about to start; False when it does not :meth:`fits` now."""
+        if not self.fits(amount):
             return False
         self.reserved += amount
+        self.holds += 1
         return True
 
     def settle(self, reserved: float, actual: float) -> None:
-        """Swap a reservation for what the request really cost (0 when it failed)."""
-        self.reserved = max(0.0, self.reserved - reserved)
+        """Swap a reservation for what the request really cost (0 when it failed).
+
+        The runner's clamped usage keeps ``actual`` within ``[0, reserved]``; a negative or NaN
+        cost is charged at the reservation here as well, so it never buys room under the cap.
+        """
+        if not math.isfinite(actual) or actual < 0:
+            actual = reserved
+        self.holds = max(0, self.holds - 1)
+        self.reserved = max(0.0, self.reserved - reserved) if self.holds else 0.0  # no float residue
         self.spent += actual
         self.spent_this_run += actual
 

@@ -8,20 +8,28 @@ Both are used by :mod:`curator.llm.runner`, for generation and for the judge ali
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from dataclasses import dataclass
 
-__all__ = ["RateLimiter", "RetryPolicy"]
+from curator.errors import ConfigError
+
+__all__ = ["DEFAULT_DEADLINE", "RateLimiter", "RetryPolicy"]
+
+DEFAULT_DEADLINE = 300.0  # seconds one try of one request may take, end to end
 
 
 @dataclass
 class RetryPolicy:
-    """Retries of one request on 429 / 5xx / timeouts / dropped connections.
+    """Retries of one request on 429 / 5xx / timeouts / dropped connections, and its deadline.
 
-    The wait is the server's ``Retry-After`` when it sends one (capped at ``10 * max_delay``), else
-    ``base_delay * 2**(attempt-1)`` (capped at ``max_delay``) times a random factor in [0.5, 1)
-    (jitter).  After ``max_attempts`` the request is recorded as failed and the run goes on;
+    The wait is the server's ``Retry-After`` when it sends one, else ``base_delay * 2**(attempt-1)``
+    times a random factor in [0.5, 1) (jitter); either way at most ``max_delay`` (a ``Retry-After``
+    of an hour waits ``max_delay``, and the run says so).  ``deadline``: the most seconds one try
+    may take from sending to the last byte of the reply (a server that drips a byte now and then
+    never trips a read timeout, which restarts on every byte); a try past it counts as a timeout and
+    is retried.  After ``max_attempts`` the request is recorded as failed and the run goes on;
     ``stop_after_failures`` failed requests in a row (no success in between) stop the run, since the
     provider is then down or the key is wrong.
     """
@@ -30,12 +38,25 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
     stop_after_failures: int = 10
+    deadline: float = DEFAULT_DEADLINE
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("--max-attempts must be >= 1")
+        for name in ("base_delay", "max_delay", "deadline"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0 or (name == "deadline" and v == 0):
+                raise ConfigError(f"retry policy: {name} must be a positive number of seconds, got {v!r}")
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait before try ``attempt + 1``."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), 10 * self.max_delay) * rng.uniform(1.0, 1.1)
+        """Seconds to wait before try ``attempt + 1`` (never more than ``max_delay``)."""
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(retry_after, 0.0) * rng.uniform(1.0, 1.1), self.max_delay)
         return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
+
+    def caps(self, retry_after: float | None) -> bool:
+        """Whether a server's ``Retry-After`` asks for longer than this policy waits."""
+        return retry_after is not None and retry_after > self.max_delay
 
 
 class RateLimiter:

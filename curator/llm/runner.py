@@ -13,14 +13,18 @@ For each request :meth:`Runner.call`:
    was answered before, or shares the answer of the same request in flight;
 2. waits for a slot of the endpoint (``concurrency`` requests in flight) and for its rate limits
    (:class:`~curator.llm.limits.RateLimiter`, requests and tokens per minute);
-3. reserves the request's worst-case cost in the :class:`~curator.llm.budget.Budget` (a request that
-   could cross the cap is not started, and the run stops);
-4. asks the provider, retrying 429 / 5xx / timeouts with capped backoff and ``Retry-After``
-   (:class:`~curator.llm.limits.RetryPolicy`); ``stop_after_failures`` failed requests in a row stop
-   the run;
-5. settles the budget with the real cost and commits the response (or the failure) to the cache
-   *before* returning it, with every known API key (:mod:`curator.llm.keys`) scrubbed from what is
-   stored: the request, the response, its text and the error.
+3. reserves the request's worst-case cost in the :class:`~curator.llm.budget.Budget`: a request that
+   could cross the cap waits for the requests in flight to settle and tries again; the run stops
+   at the budget only when nothing is in flight and the request still does not fit;
+4. asks the provider, each try within the policy's overall ``deadline`` (a reply dripping a byte at a
+   time cannot hold it forever), retrying 429 / 5xx / timeouts with backoff and ``Retry-After``, both
+   capped at ``max_delay`` (:class:`~curator.llm.limits.RetryPolicy`); ``stop_after_failures`` failed
+   requests in a row stop the run; failures are counted by reason (:attr:`RunStats.failures`);
+5. clamps the reply's ``usage`` into ``[0, bound]`` (a missing or invalid count is charged at the
+   bound, so no reply can take spend below zero or past the cap, or overflow a column), settles the
+   budget with that cost and commits the response (or the failure) to the cache *before* returning
+   it, with every known API key (:mod:`curator.llm.keys`, and the provider's own) scrubbed from what
+   is stored: the request, the response, its text and the error.
 
 :func:`run_requests` is the whole thing for a list of requests, from synchronous code (the judge).
 """
@@ -46,7 +50,15 @@ from curator.llm.budget import (
 from curator.llm.cache import CachedResponse, RequestRow, RequestStore, request_key
 from curator.llm.keys import api_key, keys_file, known_secrets, scrub, scrub_value
 from curator.llm.limits import RateLimiter, RetryPolicy
-from curator.llm.providers import GenParams, Provider, RetryableError, make_provider, parse_spec
+from curator.llm.providers import (
+    Completion,
+    GenParams,
+    Provider,
+    RetryableError,
+    failure_reason,
+    make_provider,
+    parse_spec,
+)
 from curator.workspace import Workspace
 
 __all__ = [
@@ -62,6 +74,7 @@ __all__ = [
 ]
 
 REMOTE_CONCURRENCY = 16
+MAX_TOKENS_STORED = 2**31 - 1  # the INTEGER columns of ``requests``
 T = TypeVar("T")
 
 
@@ -164,6 +177,31 @@ class RunStats:
     message: str = ""
     consecutive_failures: int = 0
     last_error: str = ""  # of the last failed request (secrets scrubbed)
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # reason -> {"count", "example"}
+    usage_invalid: int = 0  # replies whose usage was missing or invalid (charged at the bound)
+    usage_clamped: int = 0  # replies that claimed more tokens than the request allows (clamped)
+    retry_after_capped: int = 0  # waits a server's Retry-After asked to be longer than max_delay
+    retry_after_max: float = 0.0  # the longest Retry-After asked for (seconds)
+    deadline_hits: int = 0  # tries cut off at the policy's deadline
+
+    def warnings(self, policy: RetryPolicy) -> list[str]:
+        """What a user should know about the replies (usage, Retry-After, deadlines), one line each."""
+        out = []
+        if self.retry_after_capped:
+            out.append(f"the server asked to wait up to {self.retry_after_max:g} s (Retry-After) before "
+                       f"{self.retry_after_capped} retr{'y' if self.retry_after_capped == 1 else 'ies'}; curator "
+                       f"waited at most {policy.max_delay:g} s each (its cap on backoff)")
+        if self.deadline_hits:
+            out.append(f"{self.deadline_hits} tr{'y' if self.deadline_hits == 1 else 'ies'} got no complete "
+                       f"reply within the deadline of {policy.deadline:g} s per request and "
+                       f"{'was' if self.deadline_hits == 1 else 'were'} cut off")
+        if self.usage_invalid:
+            out.append(f"{self.usage_invalid} repl{'y' if self.usage_invalid == 1 else 'ies'} had a missing or "
+                       "invalid token usage: charged at the request's bound (input bytes, max tokens)")
+        if self.usage_clamped:
+            out.append(f"{self.usage_clamped} repl{'y' if self.usage_clamped == 1 else 'ies'} claimed more tokens "
+                       "than the request allows: counted at the request's bound")
+        return out
 
 
 class Runner:
@@ -184,11 +222,62 @@ class Runner:
         self.spend_known = True
         self.rng = random.Random()
         self._inflight: dict[str, asyncio.Future[CachedResponse | None]] = {}
+        self._settled: asyncio.Event | None = None  # set (and replaced) whenever a reservation settles
+        self._refused = 0.0  # the reservation the budget stop refused
+        self._provider_secrets: dict[int, list[str]] = {}
 
     def stop(self, why: str, message: str) -> None:
         """Start no more requests (those in flight finish); the first reason stays."""
         if self.stats.stopped is None:
             self.stats.stopped, self.stats.message = why, message
+
+    def budget_message(self) -> str:
+        """The budget stop's message, with the spend as it is now (the report's amount)."""
+        b = self.budget
+        return (f"stopped at the budget of ${b.cap or 0:.4f}: ${b.spent:.4f} spent for the job "
+                f"(${b.spent_this_run:.4f} by this run), and the next request could cost up to "
+                f"${self._refused:.4f}, more than the ${b.left or 0:.4f} left")
+
+    def _secrets(self, provider: Provider) -> list[str]:
+        """The known secrets plus the provider's own credentials, longest first."""
+        got = self._provider_secrets.get(id(provider))
+        if got is None:
+            extra = [k.strip() for k in provider.secrets() if k and len(k.strip()) >= 6 and k.strip() not in
+                     ("not-needed", "none", "EMPTY")]
+            got = sorted(set(self.secrets) | set(extra), key=len, reverse=True)
+            self._provider_secrets[id(provider)] = got
+        return got
+
+    def _settle(self, reserve: float, cost: float) -> None:
+        self.budget.settle(reserve, cost)
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+        if self.stats.stopped == "budget":
+            self.stats.message = self.budget_message()
+
+    async def _reserve(self, amount: float) -> bool:
+        """Reserve ``amount``, waiting for requests in flight to settle while it does not fit; False
+        (and the run stops at the budget) when it does not fit with nothing in flight."""
+        st = self.stats
+        while True:
+            if st.stopped:
+                return False
+            if self.budget.try_reserve(amount):
+                return True
+            if self.budget.holds == 0:
+                self._refused, self.budget.exhausted = amount, True
+                self.stop("budget", "")
+                st.message = self.budget_message()
+                return False
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+
+    def _fail(self, reason: str, message: str) -> None:
+        st = self.stats
+        entry = st.failures.setdefault(reason, {"count": 0, "example": message})
+        entry["count"] += 1
 
     async def call(self, endpoint: Endpoint, req: Request) -> CachedResponse | None:
         """The response to ``req``: from the cache, or asked (with retries) and committed before returning.
@@ -231,64 +320,117 @@ class Runner:
     async def _ask(self, endpoint: Endpoint, req: Request) -> CachedResponse | None:
         st, params, messages = self.stats, req.params, req.messages
         async with endpoint.slot():
-            if st.stopped:
-                st.not_started += 1
-                return None
             reserve = endpoint.reservation(req)
-            if not self.budget.try_reserve(reserve):
-                self.stop("budget", f"stopped at the budget of ${self.budget.cap:.4f}: ${self.budget.spent:.4f} spent, "
-                                    "and the next request could cost more than what is left")
+            if st.stopped or not await self._reserve(reserve):
                 st.not_started += 1
                 return None
-            provider = endpoint.provider()
+            try:
+                provider = endpoint.provider()
+            except BaseException:
+                self._settle(reserve, 0.0)
+                raise
             attempts, comp = 0, None
             err: ProviderError | None = None
-            while True:
-                attempts += 1
-                await endpoint.limiter.acquire(estimate_input_tokens(messages) + params.max_tokens)
-                st.api_calls += 1
-                try:
-                    comp = await provider.complete(messages, params)
-                    break
-                except RetryableError as e:
-                    err = e
-                    if attempts >= self.policy.max_attempts:
+            try:
+                while True:
+                    attempts += 1
+                    await endpoint.limiter.acquire(estimate_input_tokens(messages) + params.max_tokens)
+                    st.api_calls += 1
+                    try:
+                        comp = await self._try(endpoint, provider, messages, params)
                         break
-                    st.retries += 1
-                    await asyncio.sleep(self.policy.delay(attempts, e.retry_after, self.rng))
-                except ProviderError as e:
-                    err = e
-                    break
+                    except RetryableError as e:
+                        err = e
+                        if attempts >= self.policy.max_attempts:
+                            break
+                        if e.retry_after is not None and self.policy.caps(e.retry_after):
+                            st.retry_after_capped += 1
+                            st.retry_after_max = max(st.retry_after_max, e.retry_after)
+                        st.retries += 1
+                        await asyncio.sleep(self.policy.delay(attempts, e.retry_after, self.rng))
+                    except ProviderError as e:
+                        err = e
+                        break
+            except BaseException:
+                self._settle(reserve, 0.0)  # cancelled (Ctrl-C): nothing was received, nothing counted
+                raise
             # Count and settle while the slot is held (the next request sees a stop at once); the
             # slot is free before the write, so the next request is on its way while DuckDB commits.
-            secrets = self.secrets
+            secrets = self._secrets(provider)
             request = scrub_value({"messages": messages, "params": params.to_dict(), "extra": req.extra}, secrets)
             attempts += self.store.previous_attempts(req.key)
             if comp is None:
                 msg = st.last_error = scrub(str(err), secrets)
+                self._fail(failure_reason(err) if err is not None else "error", msg)
                 row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "failed", self.job, attempts,
                                  error=msg)
-                self.budget.settle(reserve, 0.0)
+                self._settle(reserve, 0.0)
                 st.failed += 1
                 st.consecutive_failures += 1
                 if st.consecutive_failures >= self.policy.stop_after_failures:
                     self.stop("failing", f"{st.consecutive_failures} requests in a row failed; last error: {msg}")
             else:
-                cost = endpoint.price.cost(comp.input_tokens, comp.output_tokens) if endpoint.price else None
+                tin, tout = self._usage(endpoint, req, comp)
+                cost = endpoint.price.cost(tin, tout) if endpoint.price else None
                 row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "ok", self.job, attempts,
-                                 response=scrub_value(comp.raw, secrets) or None, text=scrub(comp.text, secrets),
-                                 finish_reason=comp.finish_reason, input_tokens=comp.input_tokens,
-                                 output_tokens=comp.output_tokens, cost_usd=cost)
-                self.budget.settle(reserve, cost or 0.0)
+                                 response=_storable(scrub_value(comp.raw, secrets)) or None,
+                                 text=scrub(comp.text, secrets), finish_reason=comp.finish_reason, input_tokens=tin,
+                                 output_tokens=tout, cost_usd=cost)
+                self._settle(reserve, cost or 0.0)
                 st.consecutive_failures = 0
                 st.made += 1
-                st.input_tokens += comp.input_tokens
-                st.output_tokens += comp.output_tokens
+                st.input_tokens += tin
+                st.output_tokens += tout
                 if cost is None:
                     self.spend_known = False
                 st.spent_usd = self.budget.spent_this_run if self.spend_known else None
         await self.store.put(row)  # committed before anyone parses it
         return self.store.get(req.key, query=False) if row.status == "ok" else None
+
+    async def _try(self, endpoint: Endpoint, provider: Provider, messages: list[dict[str, Any]],
+                   params: GenParams) -> Completion:
+        """One try, cut off at the policy's deadline (remote providers; a local batch is not cut)."""
+        if not endpoint.remote:
+            return await provider.complete(messages, params)
+        try:
+            async with asyncio.timeout(self.policy.deadline):
+                return await provider.complete(messages, params)
+        except TimeoutError:
+            self.stats.deadline_hits += 1
+            raise RetryableError(f"{endpoint.spec}: no complete reply within the {self.policy.deadline:g} s "
+                                 "deadline per request", reason="deadline") from None
+
+    def _usage(self, endpoint: Endpoint, req: Request, comp: Completion) -> tuple[int, int]:
+        """The reply's token counts, clamped into ``[0, bound]``; a missing or invalid one is the bound.
+
+        The bound is the request's reservation: its input bytes (:func:`max_input_tokens`) and
+        ``max_tokens``.  A local model's counts are its own tokenizer's (only kept in the column's range).
+        """
+        st = self.stats
+        if not endpoint.remote:
+            return (min(max(comp.input_tokens or 0, 0), MAX_TOKENS_STORED),
+                    min(max(comp.output_tokens or 0, 0), MAX_TOKENS_STORED))
+        bound_in, bound_out = min(max_input_tokens(req.messages), MAX_TOKENS_STORED), req.params.max_tokens
+        if comp.input_tokens is None or comp.output_tokens is None:
+            st.usage_invalid += 1
+        tin = bound_in if comp.input_tokens is None else comp.input_tokens
+        tout = bound_out if comp.output_tokens is None else comp.output_tokens
+        if tin > bound_in or tout > bound_out:
+            st.usage_clamped += 1
+        return min(tin, bound_in), min(tout, bound_out)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with integers outside 64 bits (JSON allows them; orjson does not) made floats."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:

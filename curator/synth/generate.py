@@ -203,6 +203,7 @@ class GenerateReport:
     budget_usd: float | None = None
     stopped: str | None = None  # "budget" | "failing"
     message: str = ""
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # reason -> {"count", "example"}
     estimate: dict[str, Any] | None = None  # dry run
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -210,6 +211,11 @@ class GenerateReport:
     @property
     def accepted(self) -> int:
         return self.added + self.already_present
+
+    @property
+    def answered(self) -> int:
+        """Requests that got a reply (new or cached); 0 with requests planned means nothing worked."""
+        return self.made + self.cached
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -790,7 +796,7 @@ def generate(ws: Workspace, options: GenerateOptions | None = None, /, **kwargs:
             with ExitStack() as held:
                 held.enter_context(ws.connect())  # the filter's reads and the store share one connection
                 accepted, rejections = await _filter(ws, plan, runner, replies, held)
-                _copy_stats(runner.stats, report)
+                _copy_stats(runner, report)
                 _store(ws, plan, runner, accepted, rejections)
         finally:
             await plan.teacher.aclose()
@@ -805,10 +811,15 @@ def generate(ws: Workspace, options: GenerateOptions | None = None, /, **kwargs:
     return report
 
 
-def _copy_stats(s: RunStats, report: GenerateReport) -> None:
+def _copy_stats(runner: Runner, report: GenerateReport) -> None:
+    s = runner.stats
     for name in ("made", "cached", "failed", "not_started", "api_calls", "retries", "input_tokens", "output_tokens",
                  "stopped", "message"):
         setattr(report, name, getattr(s, name))
+    if s.stopped == "budget":
+        report.message = runner.budget_message()  # the amount the report prints too
+    report.failures = {k: dict(v) for k, v in sorted(s.failures.items(), key=lambda kv: (-kv[1]["count"], kv[0]))}
+    report.warnings += s.warnings(runner.policy)
 
 
 # -- dry run -------------------------------------------------------------------------------------------------------

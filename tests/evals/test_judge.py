@@ -112,7 +112,7 @@ def test_pairwise_swaps_positions_and_cancels_order_bias(
 def test_budget_caps_judge_spend(fake_llm: FakeLLMServer, make_eval: Callable[..., str], test_ids: list[str]) -> None:
     ws = Workspace()
     make_eval("base", {i: {"rougeL": 0.1} for i in test_ids})
-    fake_llm.responder = lambda req: Reply('{"score": 3}', input_tokens=1000, output_tokens=10)
+    fake_llm.responder = lambda req: Reply('{"score": 3}', input_tokens=500, output_tokens=10)
     provider = OpenAIProvider("gpt-4o-mini", api_key="sk-test", base_url=fake_llm.openai_base_url)
     # each request reserves its worst case (bytes of input + max_tokens of output) before it is sent
     with pytest.raises(BudgetExceededError, match="not sent"):
@@ -121,7 +121,7 @@ def test_budget_caps_judge_spend(fake_llm: FakeLLMServer, make_eval: Callable[..
     assert 0 < sent < 6
     with ws.connect() as con:
         cost = con.execute("SELECT sum(cost_usd) FROM requests").fetchall()[0][0]
-    assert cost == pytest.approx(sent * (1000 * 0.15 + 10 * 0.60) / 1e6)
+    assert cost == pytest.approx(sent * (500 * 0.15 + 10 * 0.60) / 1e6)  # usage within the request's bound
 
 
 def test_local_model_as_a_weak_judge(

@@ -10,7 +10,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakeserver import FakeLLMServer, RecordedRequest, Reply, http_error, rate_limited, server_error
+from fakeserver import (
+    FakeLLMServer,
+    RecordedRequest,
+    Reply,
+    http_error,
+    isolate_llm_env,
+    rate_limited,
+    server_error,
+)
 
 from curator.llm.cache import RequestRow, RequestStore
 from curator.llm.keys import known_secrets, scrub_value
@@ -27,15 +35,7 @@ PARAMS = GenParams(max_tokens=20, temperature=0.0)
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch, fake_llm: FakeLLMServer, tmp_path: Path) -> None:
-    keys = tmp_path / "keys.yaml"
-    keys.write_text(f"ANTHROPIC_API_KEY: {FILE_KEY}\n")
-    monkeypatch.setenv("CURATOR_KEYS_FILE", str(keys))
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
-    for var in ("ANTHROPIC_API_KEY", "CURATOR_COMPATIBLE_API_KEY", "CURATOR_PRICES", "HTTP_PROXY", "HTTPS_PROXY",
-                "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    isolate_llm_env(monkeypatch, fake_llm, tmp_path, openai_key=KEY, file_key=FILE_KEY)
 
 
 def chat(text: str) -> list[dict[str, str]]:
@@ -200,7 +200,7 @@ def test_runner_shares_budget_and_counts_across_endpoints(ws: Workspace, fake_ll
     prices = load_prices()
     a = Endpoint("openai:gpt-4o-mini", prices=prices)
     b = Endpoint("openai:gpt-4o-mini", prices=prices, concurrency=1)
-    fake_llm.responder = lambda rec: Reply("ok", input_tokens=1000, output_tokens=10)
+    fake_llm.responder = lambda rec: Reply("ok", input_tokens=30, output_tokens=10)  # within the bound (41, 20)
     store = RequestStore(ws)
     runner = Runner(store, job="t", budget=Budget(1.0), retry=FAST)
 
@@ -214,6 +214,6 @@ def test_runner_shares_budget_and_counts_across_endpoints(ws: Workspace, fake_ll
 
     asyncio.run(main())
     store.close()
-    cost = (1000 * 0.15 + 10 * 0.60) / 1e6
+    cost = (30 * 0.15 + 10 * 0.60) / 1e6
     assert (runner.stats.made, runner.stats.cached) == (2, 1)
     assert runner.budget.spent_this_run == pytest.approx(2 * cost) and store.steps >= 2

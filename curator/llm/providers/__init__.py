@@ -16,12 +16,15 @@ from curator.llm.providers.base import (
     SPEC_FORMS,
     Completion,
     GenParams,
+    MalformedResponseError,
     Provider,
     RetryableError,
     error_for_status,
+    failure_reason,
     is_retryable_status,
     parse_retry_after,
     parse_spec,
+    usage_count,
 )
 
 if TYPE_CHECKING:
@@ -48,14 +51,17 @@ __all__ = [
     "CompatibleProvider",
     "Completion",
     "GenParams",
+    "MalformedResponseError",
     "OpenAIProvider",
     "Provider",
     "RetryableError",
     "error_for_status",
+    "failure_reason",
     "is_retryable_status",
     "make_provider",
     "parse_retry_after",
     "parse_spec",
+    "usage_count",
 ]
 
 

@@ -9,7 +9,15 @@ import anthropic
 from anthropic.types import Message
 
 from curator.errors import MissingKeyError, ProviderError
-from curator.llm.providers.base import Completion, GenParams, Provider, error_for_status, transport_error
+from curator.llm.providers.base import (
+    Completion,
+    GenParams,
+    MalformedResponseError,
+    Provider,
+    error_for_status,
+    transport_error,
+    usage_count,
+)
 from curator.llm.providers.http import http_client
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
@@ -128,21 +136,22 @@ class AnthropicProvider(Provider):
         except anthropic.AnthropicError as e:
             raise ProviderError(f"{self.spec}: {type(e).__name__}: {e}") from e
         except ValueError as e:  # a JSON body that does not parse
-            raise ProviderError(f"{self.spec}: malformed response: {e}") from e
+            raise MalformedResponseError(f"{self.spec}: malformed response: {e}") from e
         return self._to_completion(resp)
 
     def _to_completion(self, resp: object) -> Completion:
         if not isinstance(resp, Message):
-            raise ProviderError(f"{self.spec}: malformed response: expected a JSON message")
+            raise MalformedResponseError(f"{self.spec}: malformed response: expected a JSON message")
         try:
             text = "".join(b.text for b in resp.content if b.type == "text")
             stop = resp.stop_reason
             finish = _FINISH.get(stop, stop) if stop else "unknown"
-            input_tokens = int(resp.usage.input_tokens or 0)
-            output_tokens = int(resp.usage.output_tokens or 0)
             raw = resp.model_dump(mode="json", warnings=False)
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise ProviderError(f"{self.spec}: malformed response: {type(e).__name__}: {e}") from e
+            raise MalformedResponseError(f"{self.spec}: malformed response: {type(e).__name__}: {e}") from e
+        usage = getattr(resp, "usage", None)  # a bad usage never loses the reply (runner.py)
+        input_tokens = usage_count(getattr(usage, "input_tokens", None))
+        output_tokens = usage_count(getattr(usage, "output_tokens", None))
         return Completion(
             text=text,
             input_tokens=input_tokens,
@@ -150,6 +159,9 @@ class AnthropicProvider(Provider):
             finish_reason=str(finish),
             raw=raw,
         )
+
+    def secrets(self) -> list[str]:
+        return [str(self._client.api_key or "")]
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -10,6 +10,7 @@ responses).  Curator's own retry loop decides what to do with them.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -24,12 +25,15 @@ __all__ = [
     "SPEC_FORMS",
     "Completion",
     "GenParams",
+    "MalformedResponseError",
     "Provider",
     "RetryableError",
     "error_for_status",
+    "failure_reason",
     "is_retryable_status",
     "parse_retry_after",
     "parse_spec",
+    "usage_count",
 ]
 
 PROVIDER_KINDS = ("openai", "anthropic", "compatible", "local")
@@ -49,10 +53,45 @@ class RetryableError(ProviderError):
     ``status`` is the HTTP status, ``None`` for timeouts and connection errors.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+        self.reason = reason or (f"http-{status}" if status is not None else "connection")
+
+
+class MalformedResponseError(ProviderError):
+    """A reply that is not a usable chat completion (not JSON, HTML, truncated, no choices...)."""
+
+    reason = "malformed-response"
+
+
+def failure_reason(err: BaseException) -> str:
+    """A short word for why a request failed, to count failures by: ``http-429``, ``timeout``,
+    ``deadline``, ``connection``, ``malformed-response``, ``http-400``... (``error`` otherwise)."""
+    reason = getattr(err, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    m = re.search(r": HTTP (\d{3})\b", str(err))
+    return f"http-{m.group(1)}" if m else "error"
+
+
+def usage_count(value: object) -> int | None:
+    """A token count from a reply's ``usage``: a non-negative whole number, else None (missing or invalid).
+
+    Servers send what they like: negative counts, strings, floats, ``1e30``; none of it may reach
+    the budget as it is (see :meth:`curator.llm.runner.Runner` for how None is charged).
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0 or value != int(value):
+            return None
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 @dataclass
@@ -60,8 +99,8 @@ class Completion:
     """One reply of a provider."""
 
     text: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int | None  # None: the reply's usage is missing or invalid (see usage_count)
+    output_tokens: int | None
     finish_reason: str  # "stop", "length", "content_filter", "tool_calls" or the provider's own word
     raw: dict[str, Any] = field(repr=False)
 
@@ -103,6 +142,10 @@ class Provider(ABC):
     async def complete(self, messages: list[dict[str, Any]], params: GenParams) -> Completion:
         """Return the model's reply to ``messages``; raise RetryableError or ProviderError."""
 
+    def secrets(self) -> list[str]:
+        """The credentials this provider sends (scrubbed from everything stored, with the known keys)."""
+        return []
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release network clients or models."""
 
@@ -131,6 +174,8 @@ def error_for_status(
     text = f"{spec}: HTTP {status}: {detail}" if detail else f"{spec}: HTTP {status}"
     if is_retryable_status(status):
         return RetryableError(text, retry_after=parse_retry_after(headers), status=status)
+    if 200 <= status < 300:  # an SDK that refused a 2xx body (an HTML page, say)
+        return MalformedResponseError(text)
     return ProviderError(text)
 
 
@@ -146,9 +191,11 @@ def transport_error(spec: str, exc: BaseException, sdk_says_timeout: bool) -> Re
     while root.__cause__ is not None:
         root = root.__cause__
     if isinstance(root, TimeoutError) or type(root).__name__.endswith("Timeout") or (sdk_says_timeout and root is exc):
-        return RetryableError(f"{spec}: request timed out")
+        return RetryableError(f"{spec}: request timed out", reason="timeout")
     detail = " ".join(str(root).split()) or type(root).__name__
-    return RetryableError(f"{spec}: connection failed: {detail}")
+    if "content length" in detail.lower() or "payload" in type(root).__name__.lower():
+        return RetryableError(f"{spec}: truncated response: {detail}", reason="truncated-response")
+    return RetryableError(f"{spec}: connection failed: {detail}", reason="connection")
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:

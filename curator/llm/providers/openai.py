@@ -9,7 +9,15 @@ import openai
 import orjson
 
 from curator.errors import MissingKeyError, ProviderError
-from curator.llm.providers.base import Completion, GenParams, Provider, error_for_status, transport_error
+from curator.llm.providers.base import (
+    Completion,
+    GenParams,
+    MalformedResponseError,
+    Provider,
+    error_for_status,
+    transport_error,
+    usage_count,
+)
 from curator.llm.providers.http import http_client
 
 __all__ = ["OpenAIProvider"]
@@ -89,24 +97,29 @@ class OpenAIProvider(Provider):
             raise transport_error(self.spec, e, isinstance(e, openai.APITimeoutError)) from e
         except openai.OpenAIError as e:  # response validation and the like
             raise ProviderError(f"{self.spec}: {type(e).__name__}: {e}") from e
-        except orjson.JSONDecodeError as e:  # a body that does not parse
-            raise ProviderError(f"{self.spec}: malformed response: {e}") from e
+        except orjson.JSONDecodeError as e:  # a body that does not parse (an HTML page, a cut-off body)
+            start = " ".join(content[:60].decode("utf-8", "replace").split()) if isinstance(content, bytes) else ""
+            raise MalformedResponseError(f"{self.spec}: malformed response: not JSON ({e})"
+                                         + (f"; it starts {start!r}" if start else "")) from e
         return self._to_completion(body)
 
     def _to_completion(self, resp: object) -> Completion:
         if not isinstance(resp, dict) or not isinstance(resp.get("choices"), list):
-            raise ProviderError(f"{self.spec}: malformed response: expected a JSON chat completion")
+            raise MalformedResponseError(f"{self.spec}: malformed response: expected a JSON chat completion")
+        if not resp["choices"]:
+            raise MalformedResponseError(f"{self.spec}: malformed response: no choices in the reply")
         try:
             choice = resp["choices"][0]
             text = (choice.get("message") or {}).get("content") or ""
             finish = choice.get("finish_reason") or "unknown"
-            usage = resp.get("usage") or {}
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
-            raise ProviderError(f"{self.spec}: malformed response: {type(e).__name__}: {e}") from e
+            raise MalformedResponseError(f"{self.spec}: malformed response: {type(e).__name__}: {e}") from e
         if not isinstance(text, str):
-            raise ProviderError(f"{self.spec}: malformed response: message content is not text")
+            raise MalformedResponseError(f"{self.spec}: malformed response: message content is not text")
+        usage = resp.get("usage")
+        usage = usage if isinstance(usage, dict) else {}  # a bad usage never loses the reply (runner.py)
+        input_tokens = usage_count(usage.get("prompt_tokens"))
+        output_tokens = usage_count(usage.get("completion_tokens"))
         return Completion(
             text=text,
             input_tokens=input_tokens,
@@ -114,6 +127,9 @@ class OpenAIProvider(Provider):
             finish_reason=str(finish),
             raw=resp,
         )
+
+    def secrets(self) -> list[str]:
+        return [str(self._client.api_key or "")]
 
     async def aclose(self) -> None:
         await self._client.close()
