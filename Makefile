@@ -7,10 +7,34 @@ STAMP := $(VENV)/.installed
 # installs nothing more.  The project's own install is every extra but [vllm] (CUDA only), pinned by
 # constraints.txt; `pip install curator-loop` alone is the torch-free core (tests/test_install.py).
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+# The browser test of `curator review` drives Debian's Chromium through Playwright (`playwright install`
+# downloads a browser and fails offline): `make setup` installs it with apt when it is missing and apt is
+# usable (root, or sudo without a password); `make test` stops early, naming it, when it is still missing.
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test test-all bench docs lint typecheck clean
+.PHONY: setup chromium check-chromium demo test test-all bench docs lint typecheck clean
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium with apt-get (for the browser test of curator review)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    echo "installing chromium with sudo apt-get (for the browser test of curator review)"; \
+	    sudo -n apt-get update -q && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "note: $(CHROMIUM) is missing and apt-get cannot be used here; install Debian's chromium package" \
+	         "before 'make test' (the browser test of curator review needs it)"; \
+	  fi; \
+	fi
+
+check-chromium:
+	@test -x $(CHROMIUM) || { echo "Error: 'make test' needs Chromium at $(CHROMIUM) for the browser test of" \
+	  "curator review (tests/review/test_review_browser.py). Install it with 'sudo apt-get install -y chromium'" \
+	  "(or run 'make setup' as root), or skip that test with PYTEST_ARGS='--deselect" \
+	  "tests/review/test_review_browser.py'." >&2; exit 1; }
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +46,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/curator --workspace .curator-demo demo $(DEMO_ARGS)
 
-test: setup
+test: setup check-chromium
 	$(BIN)/curator models prepare
 	$(BIN)/ruff check -q curator trainer evals tests benchmarks
 	$(BIN)/mypy

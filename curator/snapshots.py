@@ -4,12 +4,33 @@ A snapshot's id is a hash of its sorted (example id, split) members, so the same
 gives the same id.  Each snapshot is a folder ``snapshots/<id>/`` with one Parquet file per
 split and a ``manifest.json`` (file sha256s, counts by split and origin, parent, creation time,
 tool version).  Reading a snapshot checks every file against its manifest hash.
+
+The **review gate** (:func:`review_gate`, ``curator snapshot create --require-review ORIGIN
+--review-sample F --min-acceptance A``) refuses a snapshot whose examples were not looked at by a
+person in ``curator review``.  An example's review state is its latest live decision of kind
+``review_accept`` (accepted, stays active), ``review_reject`` (rejected, excluded) or ``edited``
+(excluded, replaced by a new example of origin ``edited`` whose parent it is); an example of origin
+``edited`` that replaces an example with an ``edited`` decision was written by a reviewer and counts
+as accepted.  Per origin, the examples counted are the active ones plus those a review excluded
+(rejected or edited); examples excluded for other reasons (dedup, leakage) are not counted.
+
+* ``--require-review ORIGIN`` (repeatable): every active example of ORIGIN is accepted.
+* ``--review-sample F`` (0 < F <= 1): at least ``ceil(F * n)`` of an origin's ``n`` examples are
+  reviewed (accepted, rejected or edited), for each origin given with ``--require-review``, or for
+  every origin with active examples when none is given.
+* ``--min-acceptance A`` (0 <= A <= 1): ``accepted / reviewed >= A`` on those same origins (an edit
+  is reviewed but not accepted: the original needed a correction); an origin with nothing reviewed
+  fails it.
+
+The gate is checked on every ``create`` (also when the same content was snapshotted before); a new
+snapshot records it, with the per-origin counts, under ``review_gate`` in its manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -39,6 +60,8 @@ __all__ = [
     "list_snapshots",
     "read_split",
     "resolve_snapshot",
+    "review_gate",
+    "review_state",
 ]
 
 EXPORT_FORMATS = ("openai", "hf", "parquet", "dpo")
@@ -55,12 +78,16 @@ class Snapshot:
     counts: dict[str, Any]
     path: Path
     created: bool = False
+    review_gate: dict[str, Any] | None = None  # what the review gate of this ``create`` checked, when one was asked
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id, "name": self.name, "parent_id": self.parent_id, "created_at": self.created_at,
             "counts": self.counts, "path": str(self.path), "created": self.created,
         }
+        if self.review_gate is not None:
+            d["review_gate"] = self.review_gate
+        return d
 
 
 def _first(rows: list[Any]) -> Any:
@@ -85,10 +112,98 @@ def _row_to_snapshot(ws: Workspace, row: tuple[Any, ...]) -> Snapshot:
     return Snapshot(sid, name, parent, str(created), json.loads(counts) if counts else {}, ws.path / mpath)
 
 
+#: The latest live review decision of each example: ``accepted`` / ``rejected`` / ``edited``; an example
+#: of origin ``edited`` replacing one with an ``edited`` decision is ``accepted`` (a reviewer wrote it).
+_REVIEW_SQL = """
+WITH latest AS (
+    SELECT example_id, kind FROM decisions
+    WHERE undone_at IS NULL AND kind IN ('review_accept', 'review_reject', 'edited')
+    QUALIFY row_number() OVER (PARTITION BY example_id ORDER BY created_at DESC) = 1
+),
+by_review AS (
+    SELECT DISTINCT e.id FROM examples e JOIN decisions d ON d.example_id = e.parent_id AND d.kind = 'edited'
+    WHERE e.origin = 'edited'
+),
+state AS (
+    SELECT e.origin, e.status = 'active' AS active,
+           CASE WHEN l.kind IS NOT NULL THEN l.kind WHEN b.id IS NOT NULL THEN 'review_accept' END AS kind
+    FROM examples e LEFT JOIN latest l ON l.example_id = e.id LEFT JOIN by_review b ON b.id = e.id
+    WHERE e.status = 'active' OR l.kind IN ('review_reject', 'edited')
+)
+SELECT origin, count(*), count(*) FILTER (WHERE active),
+       count(*) FILTER (WHERE kind = 'review_accept'), count(*) FILTER (WHERE kind = 'review_reject'),
+       count(*) FILTER (WHERE kind = 'edited'),
+       count(*) FILTER (WHERE active AND coalesce(kind, '') <> 'review_accept')
+FROM state GROUP BY origin ORDER BY origin
+"""
+
+
+def review_state(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    """Per origin: ``examples`` (active + excluded by a review), ``active``, ``reviewed``, ``accepted``,
+    ``rejected``, ``edited`` and ``unaccepted_active`` (active examples without an accept)."""
+    out = {}
+    for origin, examples, active, accepted, rejected, edited, unaccepted in con.execute(_REVIEW_SQL).fetchall():
+        out[str(origin)] = {"examples": int(examples), "active": int(active),
+                            "reviewed": int(accepted + rejected + edited), "accepted": int(accepted),
+                            "rejected": int(rejected), "edited": int(edited), "unaccepted_active": int(unaccepted)}
+    return out
+
+
+def review_gate(
+    con: duckdb.DuckDBPyConnection, *, require_review: tuple[str, ...] | list[str] = (),
+    review_sample: float | None = None, min_acceptance: float | None = None,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, refusal)``: what the gate checked (``None`` when no option is given) and the refusal message
+    (``None`` when it passes).  See the module docstring for the rules."""
+    if review_sample is not None and not 0 < review_sample <= 1:
+        raise SnapshotError(f"--review-sample must be in (0, 1], got {review_sample}")
+    if min_acceptance is not None and not 0 <= min_acceptance <= 1:
+        raise SnapshotError(f"--min-acceptance must be in [0, 1], got {min_acceptance}")
+    required = sorted(set(require_review))
+    if not required and review_sample is None and min_acceptance is None:
+        return None, None
+    state = review_state(con)
+    empty = {"examples": 0, "active": 0, "reviewed": 0, "accepted": 0, "rejected": 0, "edited": 0,
+             "unaccepted_active": 0}
+    scope = required or sorted(o for o, c in state.items() if c["active"])
+    problems = []
+    for origin in required:
+        c = state.get(origin, empty)
+        if c["unaccepted_active"]:
+            problems.append(f"{origin}: {c['unaccepted_active']} of {c['active']} active example(s) not accepted by a "
+                            f"reviewer (reviewed {c['reviewed']}, accepted {c['accepted']}, needed {c['active']} accepted)")
+    for origin in scope:
+        c = state.get(origin, empty)
+        if review_sample is not None:
+            needed = math.ceil(review_sample * c["examples"] - 1e-9)
+            if c["reviewed"] < needed:
+                problems.append(f"{origin}: reviewed {c['reviewed']} of {c['examples']} example(s), needed {needed} "
+                                f"(--review-sample {review_sample:g}); accepted {c['accepted']}")
+        if min_acceptance is not None and c["examples"]:
+            rate = c["accepted"] / c["reviewed"] if c["reviewed"] else None
+            if rate is None or rate < min_acceptance:
+                shown = "none reviewed" if rate is None else f"acceptance {rate:.2f}"
+                problems.append(f"{origin}: accepted {c['accepted']} of {c['reviewed']} reviewed ({shown}), needed "
+                                f"acceptance >= {min_acceptance:g} (--min-acceptance)")
+    record = {"require_review": required, "review_sample": review_sample, "min_acceptance": min_acceptance,
+              "origins": {o: state.get(o, empty) for o in sorted(set(scope) | set(required))}}
+    if not problems:
+        return record, None
+    return record, ("review gate: refusing the snapshot:\n  " + "\n  ".join(problems)
+                    + "\nreview them with `curator review` (the examples queue, filtered by origin), "
+                      "then run `curator snapshot create` again")
+
+
 def create_snapshot(
-    ws: Workspace, *, name: str | None = None, allow_leakage: bool = False, log: Callable[[str], None] | None = None
+    ws: Workspace, *, name: str | None = None, allow_leakage: bool = False,
+    require_review: tuple[str, ...] | list[str] = (), review_sample: float | None = None,
+    min_acceptance: float | None = None, log: Callable[[str], None] | None = None,
 ) -> Snapshot:
-    """Freeze the active examples and their splits.  The same content twice returns the existing snapshot."""
+    """Freeze the active examples and their splits.  The same content twice returns the existing snapshot.
+
+    ``require_review``, ``review_sample`` and ``min_acceptance`` are the review gate (:func:`review_gate`):
+    it refuses with a :class:`SnapshotError` naming each origin's counts.
+    """
     if name is not None:
         _check_name(name)
     with ws.connect() as con:
@@ -98,6 +213,10 @@ def create_snapshot(
         ).fetchall()
         if not members:
             raise SnapshotError("no active examples to snapshot: run `curator ingest FILE` first")
+        gate, refusal = review_gate(con, require_review=require_review, review_sample=review_sample,
+                                    min_acceptance=min_acceptance)
+        if refusal:
+            raise SnapshotError(refusal)
         from curator.feedback.preferences import snapshot_digest  # "" when there are no preference pairs
 
         digest = hashlib.sha256(
@@ -113,7 +232,9 @@ def create_snapshot(
             if name and not existing[1]:
                 con.execute("UPDATE snapshots SET name = ? WHERE id = ?", [name, sid])
                 existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
-            return _row_to_snapshot(ws, existing)
+            snap = _row_to_snapshot(ws, existing)
+            snap.review_gate = gate
+            return snap
         if not allow_leakage:
             refusal = leakage_gate(con, ws)
             if refusal:
@@ -130,7 +251,7 @@ def create_snapshot(
             con.execute(
                 f"""COPY (SELECT {_COLUMNS} FROM examples e JOIN splits s ON s.example_id = e.id
                           WHERE e.status = 'active' AND s.split = '{split}' ORDER BY e.id)
-                    TO '{target}' (FORMAT parquet)"""
+                    TO '{str(target).replace("'", "''")}' (FORMAT parquet)"""
             )
             files[split] = {"path": target.name, "sha256": _sha256(target), "rows": pq.read_metadata(target).num_rows}
         counts = _counts(con)
@@ -139,6 +260,8 @@ def create_snapshot(
             "id": sid, "name": name, "parent_id": parent_id, "created_at": created_at, "content_sha256": digest,
             "tool": f"curator-loop {__version__}", "files": files, "counts": counts,
         }
+        if gate is not None:
+            manifest["review_gate"] = gate
         extra = _EXTRA_WRITERS and {k: w(con, tmp) for k, w in _EXTRA_WRITERS.items()}
         if extra:
             manifest["extra"] = extra
@@ -167,6 +290,7 @@ def create_snapshot(
             log(f"snapshot {sid} written to {out}")
         snap = _row_to_snapshot(ws, con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall()[0])
         snap.created = True
+        snap.review_gate = gate
         return snap
 
 

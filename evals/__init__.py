@@ -9,6 +9,8 @@
     base = evaluate(ws, "base")
     cmp = compare(ws, run.id, base.id)      # Comparison; cmp.regressions
     groups = weaknesses(ws, run.id)         # [{id, task, description, example_ids}]
+    from evals.human import summary, win_rate
+    summary(ws, run.id)                     # human ratings from `curator review` (None without any)
 
 The package re-exports the names that do not clash with its submodules (``compare`` and
 ``weaknesses`` are both; import those functions from their modules).  Names are imported on first

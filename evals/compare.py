@@ -50,11 +50,11 @@ __all__ = [
 ]
 
 DEFAULT_METRICS: tuple[str, ...] = (
-    "exact_match", "bleu", "rouge1", "rouge2", "rougeL", "key_phrase_rate", "length_ratio", "loss",
+    "accuracy", "exact_match", "bleu", "rouge1", "rouge2", "rougeL", "key_phrase_rate", "length_ratio", "loss",
 )
 #: +1: higher is better; -1: lower is better; 0: no better direction (never a regression).
 DIRECTION: dict[str, int] = {
-    "exact_match": 1, "bleu": 1, "rouge1": 1, "rouge2": 1, "rougeL": 1, "key_phrase_rate": 1,
+    "accuracy": 1, "exact_match": 1, "bleu": 1, "rouge1": 1, "rouge2": 1, "rougeL": 1, "key_phrase_rate": 1,
     "length_ratio": 0, "loss": -1, "judge": 1,
 }
 PRIMARY_METRIC = "rougeL"
@@ -183,6 +183,8 @@ class Comparison:
     corpus: dict[str, dict[str, float | None]]
     warnings: list[str] = field(default_factory=list)
     judge: dict[str, Any] | None = None
+    #: ``{"run": summary, "baseline": summary, "win_rate": win_rate}`` of :mod:`evals.human`; ``None`` without any.
+    human: dict[str, Any] | None = None
 
     @property
     def regressions(self) -> list[str]:
@@ -294,7 +296,8 @@ def compare(
     """Compare ``run`` with ``baseline`` (each an evaluation id or a run id, ``base`` included).
 
     A run id picks its latest evaluation; the baseline's is picked on the same snapshot and split.
-    ``metrics`` defaults to :data:`DEFAULT_METRICS` (plus ``judge`` when both sides have rubric scores).
+    ``metrics`` defaults to :data:`DEFAULT_METRICS` (``accuracy`` only when the run has label scores, plus
+    ``judge`` when both sides have rubric scores).
     ``judge`` (a provider spec) adds a pairwise A-vs-B judgement with position swapping.
     """
     if not 0 < confidence < 1:
@@ -316,6 +319,8 @@ def compare(
     paired_base = [rows_base[i] for i in ids]
     if metrics is None:
         metrics = list(DEFAULT_METRICS)
+        if not any(r.scores.get("accuracy") is not None for r in paired_run):  # label tasks only
+            metrics.remove("accuracy")
         if all("judge" in r.scores for r in paired_run + paired_base):
             metrics.append("judge")
     metrics = list(metrics)
@@ -363,7 +368,7 @@ def compare(
         only_in_run=len(rows_run) - len(ids), only_in_baseline=len(rows_base) - len(ids), confidence=confidence,
         n_boot=n_boot, seed=seed, metrics=overall, by_task=by_task, mcnemar=em_test, pass_criterion=pass_criterion,
         pass_test=pass_test, fixed=fixed, broken=broken, gains=gains, declines=declines, corpus=corpus,
-        warnings=warnings,
+        warnings=warnings, human=_human(ws, ev_run.id, ev_base.id, confidence),
     )
     if judge:
         from evals.judge import judge_pairwise
@@ -371,6 +376,15 @@ def compare(
         cmp.judge = judge_pairwise(ws, ev_run.id, ev_base.id, judge, ids=ids, n_boot=n_boot, seed=seed,
                                    confidence=confidence, log=log, **(judge_options or {}))
     return cmp
+
+
+def _human(ws: Workspace, run_eval: str, base_eval: str, confidence: float) -> dict[str, Any] | None:
+    """Both evaluations' human ratings and the human A/B win rate of the run, or ``None`` when there is none."""
+    from evals.human import summary, win_rate
+
+    out = {"run": summary(ws, run_eval, confidence=confidence), "baseline": summary(ws, base_eval, confidence=confidence),
+           "win_rate": win_rate(ws, run_eval, base_eval, confidence=confidence)}
+    return out if any(out.values()) else None
 
 
 def _eval_info(ev: EvalResult) -> dict[str, Any]:
@@ -450,9 +464,17 @@ def render_text(cmp: Comparison, *, show: int = 3) -> str:
             f"preference {_fmt(j['preference'], 'x', True)} [{_fmt(j['ci_low'], 'x', True)}, "
             f"{_fmt(j['ci_high'], 'x', True)}] {j['verdict']}"
         )
+    if cmp.human:
+        from evals.human import format_summary, format_win_rate
+
+        for side in ("baseline", "run"):
+            text = format_summary(cmp.human.get(side))
+            lines += [f"{side} {text}"] if text else []
+        text = format_win_rate(cmp.human.get("win_rate"))
+        lines += [text] if text else []
     if len(cmp.by_task) > 1:
         lines += ["", "per task (delta [CI]):"]
-        names = [m.metric for m in cmp.metrics if m.metric in ("rougeL", "bleu", "key_phrase_rate", "loss")]
+        names = [m.metric for m in cmp.metrics if m.metric in ("accuracy", "rougeL", "bleu", "key_phrase_rate", "loss")]
         rows = []
         for task, ds in cmp.by_task.items():
             row = [task, str(max((d.n for d in ds), default=0))]

@@ -12,6 +12,7 @@ from typing import Any
 from curator.html import render, write_page
 from curator.html.charts import ci_bar
 from evals.compare import PRIMARY_METRIC, Comparison, MetricDelta
+from evals.human import format_win_rate
 
 __all__ = ["render_html", "write_html"]
 
@@ -28,10 +29,23 @@ def _metric_rows(deltas: list[MetricDelta]) -> list[dict[str, Any]]:
     } for m in deltas]
 
 
+def _human(cmp: Comparison) -> dict[str, Any] | None:
+    """The human review rows (each side's mean rating) and the A/B win-rate line, or ``None`` without ratings."""
+    if not cmp.human:
+        return None
+    sides = []
+    for side in ("baseline", "run"):
+        h = cmp.human.get(side)
+        if h:
+            corr = ", ".join(f"{k} {c['rho']:.3f} (n {c['n']})" for k, c in h["spearman"].items() if c["rho"] is not None)
+            sides.append({"side": side, **h, "spearman": corr or "-"})
+    return {"sides": sides, "win_rate": format_win_rate(cmp.human.get("win_rate"))}
+
+
 def _context(cmp: Comparison) -> dict[str, Any]:
     return {
         "cmp": cmp, "r": cmp.run, "b": cmp.baseline, "pct": round(cmp.confidence * 100),
-        "metrics": _metric_rows(cmp.metrics),
+        "metrics": _metric_rows(cmp.metrics), "human": _human(cmp),
         "by_task": {task: _metric_rows(ds) for task, ds in cmp.by_task.items()},
         "changes": [(f"Newly fixed ({cmp.pass_criterion})", cmp.fixed),
                     (f"Newly broken ({cmp.pass_criterion})", cmp.broken),

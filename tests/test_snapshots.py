@@ -128,3 +128,108 @@ def test_export_refuses_paths_escaping_the_folder(filled, tmp_path: Path) -> Non
 def test_empty_workspace_cannot_snapshot(ws) -> None:
     with pytest.raises(SnapshotError, match="no active examples"):
         create_snapshot(ws)
+
+
+# -- the review gate ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def reviewed(ws, tmp_path: Path):
+    """10 seed examples and 10 synthetic ones (train/eval only), nothing reviewed yet."""
+    ws.set_setting("split_ratios", [0.8, 0.2, 0.0])
+    ingest_file(ws, write_jsonl(tmp_path / "s.jsonl", [chat(f"seed question {i}", f"seed answer {i}") for i in range(10)]),
+                origin="seed")
+    ingest_file(ws, write_jsonl(tmp_path / "g.jsonl", [chat(f"generated prompt {i}", f"generated reply {i}")
+                                                       for i in range(10)]), origin="synthetic")
+    return ws
+
+
+def _ids(ws, origin: str) -> list[str]:
+    with ws.connect() as con:
+        return [r[0] for r in con.execute("SELECT id FROM examples WHERE origin = ? ORDER BY id", [origin]).fetchall()]
+
+
+def _decide(ws, example_id: str, kind: str, at: str = "2026-12-01 10:00:00") -> None:
+    """What `curator review` writes: accept (a decision), reject (decision + exclusion), edit (+ a child example)."""
+    with ws.transaction() as con:
+        con.execute("INSERT INTO decisions (example_id, kind, reason, reviewer, created_at) VALUES (?, ?, 'r', 'ann', ?)",
+                    [example_id, kind, at])
+        if kind in ("review_reject", "edited"):
+            con.execute("UPDATE examples SET status = 'excluded', excluded_reason = ? WHERE id = ?", [kind, example_id])
+        if kind == "edited":
+            con.execute("""INSERT INTO examples (id, messages, task, origin, source, parent_id, meta, group_key)
+                           SELECT 'ed' || id, messages, task, 'edited', source, id, meta, 'ed' || group_key
+                           FROM examples WHERE id = ?""", [example_id])
+            con.execute("INSERT INTO splits (example_id, split) SELECT 'ed' || example_id, split FROM splits "
+                        "WHERE example_id = ?", [example_id])
+
+
+def test_require_review_refuses_until_every_example_is_accepted(reviewed) -> None:
+    from click.testing import CliRunner
+
+    from curator.cli import main
+
+    with pytest.raises(SnapshotError, match=r"synthetic: 10 of 10 active example\(s\) not accepted") as e:
+        create_snapshot(reviewed, require_review=["synthetic"])
+    assert "curator review" in str(e.value)
+    syn = _ids(reviewed, "synthetic")
+    for i in syn[:7]:
+        _decide(reviewed, i, "review_accept")
+    _decide(reviewed, syn[7], "review_reject")
+    _decide(reviewed, syn[8], "edited")  # the edit (origin 'edited') was written by a reviewer: it counts as accepted
+    _decide(reviewed, syn[9], "review_accept")
+    with reviewed.connect() as con:      # ... but an undone accept does not
+        con.execute("UPDATE decisions SET undone_at = current_timestamp WHERE example_id = ?", [syn[9]])
+    res = CliRunner().invoke(main, ["snapshot", "create", "--require-review", "synthetic"])
+    assert res.exit_code == 1
+    assert res.stderr.startswith("Error: review gate: refusing the snapshot:")
+    assert ("synthetic: 1 of 8 active example(s) not accepted by a reviewer (reviewed 9, accepted 7, needed 8 "
+            "accepted)") in res.stderr and "`curator review`" in res.stderr
+    assert list_snapshots(reviewed) == []
+    _decide(reviewed, syn[9], "review_accept", at="2026-12-01 11:00:00")
+    snap = create_snapshot(reviewed, require_review=["synthetic", "edited"])
+    gate = json.loads(snap.path.read_text())["review_gate"]
+    assert gate["require_review"] == ["edited", "synthetic"]
+    assert gate["origins"]["synthetic"] == {"examples": 10, "active": 8, "reviewed": 10, "accepted": 8, "rejected": 1,
+                                            "edited": 1, "unaccepted_active": 0}
+    assert gate["origins"]["edited"]["accepted"] == 1 and snap.counts["by_origin"] == {"seed": 10, "synthetic": 8,
+                                                                                      "edited": 1}
+    # a later reject of an accepted example wins: it is no longer active, and the gate still passes
+    _decide(reviewed, syn[0], "review_reject", at="2026-12-01 12:00:00")
+    again = CliRunner().invoke(main, ["snapshot", "create", "--require-review", "synthetic", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["review_gate"]["origins"]["synthetic"]["rejected"] == 2
+    # without a gate option nothing is recorded
+    assert "review_gate" not in create_snapshot(reviewed).to_dict()
+
+
+def test_review_sample_and_min_acceptance(reviewed) -> None:
+    syn, seed = _ids(reviewed, "synthetic"), _ids(reviewed, "seed")
+    for i in syn[:2]:
+        _decide(reviewed, i, "review_accept")
+    _decide(reviewed, syn[2], "review_reject")
+    # every origin with active examples: seed has 0 of 10 reviewed, needs ceil(0.3 * 10) = 3
+    with pytest.raises(SnapshotError) as e:
+        create_snapshot(reviewed, review_sample=0.3)
+    assert "seed: reviewed 0 of 10 example(s), needed 3 (--review-sample 0.3); accepted 0" in str(e.value)
+    assert "synthetic" not in str(e.value)  # 3 of 10 reviewed is enough
+    with pytest.raises(SnapshotError, match=r"synthetic: reviewed 3 of 10 example\(s\), needed 4"):
+        create_snapshot(reviewed, review_sample=0.31)
+    # only the --require-review origins when some are given ... which then also need every example accepted
+    with pytest.raises(SnapshotError, match="synthetic: 7 of 9 active"):
+        create_snapshot(reviewed, require_review=["synthetic"], review_sample=0.3)
+    for i in seed[:3]:
+        _decide(reviewed, i, "review_accept")
+    # acceptance: synthetic 2 / 3 = 0.67
+    with pytest.raises(SnapshotError) as e:
+        create_snapshot(reviewed, review_sample=0.3, min_acceptance=0.7)
+    assert ("synthetic: accepted 2 of 3 reviewed (acceptance 0.67), needed acceptance >= 0.7 (--min-acceptance)"
+            in str(e.value)) and "seed:" not in str(e.value)
+    snap = create_snapshot(reviewed, review_sample=0.3, min_acceptance=0.6)
+    gate = json.loads(snap.path.read_text())["review_gate"]
+    assert (gate["review_sample"], gate["min_acceptance"], sorted(gate["origins"])) == (0.3, 0.6, ["seed", "synthetic"])
+    # an origin with nothing reviewed fails --min-acceptance
+    ingest_file(reviewed, write_jsonl(reviewed.path.parent / "f.jsonl", [chat("fresh import", "x")]))
+    with pytest.raises(SnapshotError, match=r"import: accepted 0 of 0 reviewed \(none reviewed\)"):
+        create_snapshot(reviewed, min_acceptance=0.5)
+    for bad in ({"review_sample": 0.0}, {"review_sample": 1.5}, {"min_acceptance": -0.1}):
+        with pytest.raises(SnapshotError, match="must be in"):
+            create_snapshot(reviewed, **bad)

@@ -12,7 +12,20 @@ from pathlib import Path
 import click
 
 from curator import __version__
-from curator.cli import data, demo, evals, feedback, generate, models, quality, rounds, serve, snapshot, train
+from curator.cli import (
+    data,
+    demo,
+    evals,
+    feedback,
+    generate,
+    models,
+    quality,
+    review,
+    rounds,
+    serve,
+    snapshot,
+    train,
+)
 from curator.cli import traces as traces_cli
 from curator.cli.kit import CuratorGroup, configure_logging, configure_process
 from curator.workspace import Workspace
@@ -53,7 +66,7 @@ COMMANDS: list[click.Command] = [
     train.train_cmd, train.runs_group, train.lineage_cmd, train.chat_cmd, train.export_model_cmd,
     evals.eval_cmd, evals.compare_cmd, evals.evals_cmd, evals.weaknesses_cmd, evals.judge_cmd,
     rounds.round_cmd, rounds.rounds_group, rounds.bakeoff_cmd,
-    serve.serve_cmd, traces_cli.traces,
+    serve.serve_cmd, traces_cli.traces, review.review_cmd,
     models.models,
     demo.demo,
 ]

@@ -108,7 +108,9 @@ def eval_cmd(ctx: click.Context, run: str, snapshot: str, split: str, baseline: 
 
     Predictions and per-example scores are stored; evaluating the same run on the same snapshot
     again generates nothing.  With --baseline the report of `curator compare` follows.  With
-    --judge and no --baseline, the run's answers are graded 1-5 by the judge.
+    --judge and no --baseline, the run's answers are graded 1-5 by the judge.  Human ratings made
+    in `curator review` are summarised too (mean with a t CI, Spearman with each metric; JSON key
+    `human`, null without ratings).
 
     \b
     curator eval --run base
@@ -129,10 +131,13 @@ def eval_cmd(ctx: click.Context, run: str, snapshot: str, split: str, baseline: 
             from evals.runner import load_eval
 
             res = load_eval(ws, res.id)
+        from evals.human import format_summary, summary
+
+        human = summary(ws, res.id, confidence=confidence)
         if as_json:
-            echo_json(res.to_dict())
+            echo_json({**res.to_dict(), "human": human})
         else:
-            click.echo(_summary_text(res))
+            click.echo(_summary_text(res) + (f"\n{format_summary(human)}" if human else ""))
         if html or fail_on_regression:
             log("note: --html and --fail-on-regression need --baseline")
         return
@@ -148,7 +153,7 @@ def eval_cmd(ctx: click.Context, run: str, snapshot: str, split: str, baseline: 
     if not as_json:
         click.echo(_summary_text(base_res) + "\n\n" + _summary_text(res) + "\n")
     _report(ctx, cmp, as_json, html, fail_on_regression,
-            extra={"run": res.to_dict(), "baseline": base_res.to_dict()})
+            extra={"run": res.to_dict(), "baseline": base_res.to_dict(), "human": cmp.human})
 
 
 @click.command("compare")
@@ -164,7 +169,8 @@ def compare_cmd(ctx: click.Context, run: str, baseline: str, pass_criterion: str
     Each is an evaluation id or a run id (its latest evaluation; the baseline's on the same
     snapshot and split).  Per-metric mean deltas with paired bootstrap CIs, McNemar's test for
     exact match, newly fixed / broken examples, per-task deltas.  A metric regresses when its
-    whole CI lies on the worse side of 0.
+    whole CI lies on the worse side of 0.  Human ratings and blind A/B choices from `curator
+    review`, when there are any: both mean ratings and the run's human win rate (JSON key `human`).
 
     \b
     curator compare 3f2a9c base

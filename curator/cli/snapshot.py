@@ -22,17 +22,32 @@ def snapshot() -> None:
 @snapshot.command("create")
 @click.option("--name", help="A name to refer to the snapshot by (unique).")
 @click.option("--allow-leakage", is_flag=True, help="Create it even when train overlaps eval/test.")
+@click.option("--require-review", "require_review", multiple=True, metavar="ORIGIN",
+              help="Refuse unless every active example of this origin (e.g. synthetic) was accepted in "
+                   "`curator review`; repeatable.")
+@click.option("--review-sample", type=float, metavar="F",
+              help="Refuse unless at least ceil(F*n) of each origin's n examples were reviewed (accepted, rejected "
+                   "or edited): the --require-review origins, or every origin when none is given. 0 < F <= 1.")
+@click.option("--min-acceptance", type=float, metavar="A",
+              help="Refuse unless accepted / reviewed >= A on those same origins. 0 <= A <= 1.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def snapshot_create(ctx: click.Context, name: str | None, allow_leakage: bool, as_json: bool) -> None:
+def snapshot_create(ctx: click.Context, name: str | None, allow_leakage: bool, require_review: tuple[str, ...],
+                    review_sample: float | None, min_acceptance: float | None, as_json: bool) -> None:
     """Freeze the active examples and their splits.
+
+    The review options make it a gate on `curator review`: the refusal names each origin with its
+    reviewed and accepted counts and what was needed; the gate is recorded in the manifest.
 
     \b
     curator snapshot create --name v1
+    curator snapshot create --require-review synthetic
+    curator snapshot create --review-sample 0.1 --min-acceptance 0.8
     """
     from curator.snapshots import create_snapshot
 
-    snap = create_snapshot(_ws(ctx), name=name, allow_leakage=allow_leakage)
+    snap = create_snapshot(_ws(ctx), name=name, allow_leakage=allow_leakage, require_review=require_review,
+                           review_sample=review_sample, min_acceptance=min_acceptance)
     if as_json:
         echo_json(snap.to_dict())
         return
@@ -41,6 +56,10 @@ def snapshot_create(ctx: click.Context, name: str | None, allow_leakage: bool, a
     click.echo(f"snapshot {snap.id} {verb}" + (f" ({snap.name})" if snap.name else "")
                + f": {c.get('total', 0)} examples, " + ", ".join(f"{k} {v}" for k, v in sorted(c.get("by_split", {}).items())))
     click.echo(f"  {snap.path.parent}")
+    if snap.review_gate:
+        click.echo("  review gate passed: " + "; ".join(
+            f"{o} reviewed {c['reviewed']}/{c['examples']}, accepted {c['accepted']}"
+            for o, c in snap.review_gate["origins"].items()))
 
 
 @snapshot.command("list")

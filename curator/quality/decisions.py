@@ -1,4 +1,9 @@
-"""Undo quality decisions: every dedup and leakage exclusion is a ``decisions`` row that can be undone."""
+"""Undo quality decisions: every dedup, leakage and review exclusion is a ``decisions`` row that can be undone.
+
+Review decisions (``curator review``): ``review_reject`` and ``edited`` exclude an example and can be
+restored like the others; ``review_accept`` (and ``split_moved``) exclude nothing, so a live one never
+keeps another kind's restored example excluded.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,18 @@ from curator.quality.dedup.run import DEDUP_KINDS
 from curator.quality.leakage import LEAK_KINDS
 from curator.workspace import Workspace
 
-__all__ = ["restorable_kinds", "restore"]
+__all__ = ["NON_EXCLUDING_KINDS", "REVIEW_KINDS", "restorable_kinds", "restore"]
+
+#: Decision kinds of the review app: an accept (the example stays active), a reject and an edit (both exclude it).
+REVIEW_KINDS = ("review_accept", "review_reject", "edited")
+#: Decision kinds that record something without excluding the example.
+NON_EXCLUDING_KINDS = ("review_accept", "split_moved")
 
 
 def restorable_kinds() -> list[str]:
-    """Kinds :func:`restore` accepts: ``dedup``, ``leakage`` (all of their methods) or one exact kind."""
-    return ["dedup", *DEDUP_KINDS.values(), "leakage", *LEAK_KINDS.values()]
+    """Kinds :func:`restore` accepts: ``dedup``, ``leakage`` (all of their methods), one exact kind, or a
+    review exclusion (``review_reject``, ``edited``)."""
+    return ["dedup", *DEDUP_KINDS.values(), "leakage", *LEAK_KINDS.values(), "review_reject", "edited"]
 
 
 def restore(ws: Workspace, kind: str) -> int:
@@ -44,7 +55,9 @@ def restore(ws: Workspace, kind: str) -> int:
         con.execute(
             """UPDATE examples SET status = 'active', excluded_reason = NULL
                WHERE status = 'excluded' AND id IN (SELECT example_id FROM _undo)
-               AND id NOT IN (SELECT example_id FROM decisions WHERE undone_at IS NULL)"""
+               AND id NOT IN (SELECT example_id FROM decisions WHERE undone_at IS NULL
+                              AND kind NOT IN (SELECT unnest(?::VARCHAR[])))""",
+            [list(NON_EXCLUDING_KINDS)],
         )
         con.execute("DROP TABLE _undo")
     return int(n)
