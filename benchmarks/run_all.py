@@ -12,8 +12,8 @@ with its command, wall time, exit status and output. A section records the date 
 own run, so a partial run (``--only``) replaces its sections and keeps the others as they were.
 The exit status is 1 when any benchmark that ran failed.
 
-The slow ones (``dedup_scale.py``: 1M examples, an hour; ``generate_local.py`` and
-``train_overhead.py``: the real model on the CPU, minutes each) are run by hand.
+The slow ones (``dedup_scale.py``: 1M examples, an hour; ``generate_local.py``,
+``train_overhead.py`` and ``loop_gain.py``: the real model on the CPU, minutes each) are run by hand.
 """
 
 from __future__ import annotations

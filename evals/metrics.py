@@ -2,7 +2,8 @@
 
 Every function here is pure and deterministic. BLEU is delegated to sacreBLEU's ``BLEU`` class and
 ROUGE to ``rouge_score.rouge_scorer`` so that the numbers are the ones the wider community reports;
-the remaining metrics (exact match, key-phrase rate, length ratio, perplexity) are small and local.
+the remaining metrics (exact match, key-phrase rate, length ratio, perplexity, and the label metrics
+of classification-like tasks: accuracy and macro-F1 on an extracted label) are small and local.
 
 Scales and conventions
 ----------------------
@@ -37,6 +38,9 @@ __all__ = [
     "exact_match",
     "extract_key_phrases",
     "key_phrase_rate",
+    "label_metrics",
+    "label_set",
+    "extract_label",
     "length_ratio",
     "normalize_answer",
     "perplexity",
@@ -466,3 +470,94 @@ def summarize(scores: Sequence[Mapping[str, float | None]]) -> dict[str, float]:
             sums[key] += float(value)
             counts[key] += 1
     return {key: (sums[key] / counts[key] if counts[key] else math.nan) for key in sums}
+
+
+# --------------------------------------------------------------------------------------------------
+# Labels: tasks whose answers come from a small set (classification, routing, triage)
+# --------------------------------------------------------------------------------------------------
+
+#: Detection thresholds of :func:`label_set`: at most this many distinct answers, each at most this
+#: many words, covering at least this share of the references, each seen at least twice on average.
+MAX_LABELS = 20
+MAX_LABEL_WORDS = 4
+MIN_LABEL_COVERAGE = 0.9
+
+
+def label_set(
+    references: Sequence[str],
+    *,
+    max_labels: int = MAX_LABELS,
+    max_words: int = MAX_LABEL_WORDS,
+    coverage: float = MIN_LABEL_COVERAGE,
+) -> list[str] | None:
+    """The label set of a task whose answers come from a small set, else ``None``.
+
+    The references are normalised (:func:`normalize_answer`); the short ones (at most ``max_words``
+    words, not empty) are candidate labels.  The task is a label task when there are at most
+    ``max_labels`` distinct short answers, they cover at least ``coverage`` of the references, and
+    there are at least twice as many references as labels (so a free-text task whose answers merely
+    happen to be short and all different is not taken for one).  Labels come back sorted.
+    """
+    refs = [normalize_answer(r) for r in references]
+    if not refs:
+        return None
+    short = [r for r in refs if r and len(r.split()) <= max_words]
+    labels = sorted(set(short))
+    if not labels or len(labels) > max_labels or len(short) < coverage * len(refs) or len(refs) < 2 * len(labels):
+        return None
+    return labels
+
+
+def extract_label(answer: str, labels: Sequence[str], pattern: str | re.Pattern[str] | None = None) -> str | None:
+    """The label an answer gives, or ``None``.
+
+    In order: the whole normalised answer equals a label; else the label mentioned first in it (whole
+    words of the normalised text; at the same position the longer label wins); else, with ``pattern``
+    (a regex, applied to the raw answer, case-insensitive), its first group (the whole match when it
+    has none), normalised: that is returned even when it is not in ``labels``.
+    """
+    norm = normalize_answer(answer)
+    if norm in labels:
+        return norm
+    best: tuple[int, int, str] | None = None
+    padded = f" {norm} "
+    for lab in labels:
+        pos = padded.find(f" {lab} ")
+        if pos >= 0 and (best is None or (pos, -len(lab)) < (best[0], best[1])):
+            best = (pos, -len(lab), lab)
+    if best is not None:
+        return best[2]
+    if pattern is not None:
+        m = re.search(pattern, answer, flags=re.IGNORECASE) if isinstance(pattern, str) else pattern.search(answer)
+        if m:
+            return normalize_answer(m.group(1) if m.groups() else m.group(0)) or None
+    return None
+
+
+def label_metrics(predicted: Sequence[str | None], gold: Sequence[str | None]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-label precision / recall / F1 / support of predicted labels.
+
+    Pairs whose gold label is ``None`` are left out; a ``None`` prediction counts as wrong (it is no
+    label's true or false positive).  Macro-F1 averages the F1 of every gold label (each label with
+    support > 0; a label that is only ever predicted adds false positives to nobody's recall but is
+    not averaged).  Returns ``{"n", "accuracy", "macro_f1", "per_label": {label: {...}}}``; with no
+    scored pair, ``accuracy`` and ``macro_f1`` are ``nan``.
+    """
+    if len(predicted) != len(gold):
+        raise ValueError(f"got {len(predicted)} predictions but {len(gold)} gold labels")
+    pairs = [(p, g) for p, g in zip(predicted, gold, strict=True) if g is not None]
+    if not pairs:
+        return {"n": 0, "accuracy": math.nan, "macro_f1": math.nan, "per_label": {}}
+    golds = sorted({g for _, g in pairs if g is not None})
+    per: dict[str, dict[str, float | int]] = {}
+    for lab in golds:
+        tp = sum(1 for p, g in pairs if p == lab and g == lab)
+        fp = sum(1 for p, g in pairs if p == lab and g != lab)
+        support = sum(1 for _, g in pairs if g == lab)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / support if support else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per[lab] = {"precision": prec, "recall": rec, "f1": f1, "support": support}
+    accuracy = sum(1 for p, g in pairs if p == g) / len(pairs)
+    macro = sum(float(v["f1"]) for v in per.values()) / len(per)
+    return {"n": len(pairs), "accuracy": accuracy, "macro_f1": macro, "per_label": per}

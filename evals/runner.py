@@ -15,6 +15,13 @@
 5. stores every prediction with its scores in ``eval_results`` and a summary (overall and per task,
    with ``eval_loss`` and ``perplexity``) in ``evals``.
 
+Label tasks: when a task's answers come from a small label set (:func:`evals.metrics.label_set` on
+the task's references in the evaluated split and its seed/imported train examples), or the workspace
+setting ``label_patterns`` (``{task: regex}``) gives the task a pattern, each example also gets the
+label extracted from its prediction and reference (:func:`evals.metrics.extract_label`), its
+``accuracy`` (0/1) in the scores and ``pred_label`` / ``gold_label`` in the meta, and the summary
+blocks get ``accuracy``, ``macro_f1`` and ``labels`` (per-label precision, recall, F1, support).
+
 An evaluation's id is a hash of (run id, snapshot id, split, generation parameters, base model,
 adapter file hash): evaluating the same thing again returns the stored result without loading the
 model.  Results are stored chunk by chunk, so an interrupted evaluation resumes where it stopped.
@@ -25,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +43,15 @@ from curator.models import DEFAULT_CHAT_MODEL, generate, load_model, prompt_mess
 from curator.output import progress as progress_bar
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
-from evals.metrics import perplexity, score_example, summarize
+from evals.metrics import (
+    extract_label,
+    label_metrics,
+    label_set,
+    normalize_answer,
+    perplexity,
+    score_example,
+    summarize,
+)
 
 __all__ = [
     "BASE_RUN",
@@ -46,6 +62,7 @@ __all__ = [
     "RunInfo",
     "add_shots",
     "assistant_losses",
+    "label_tasks",
     "eval_rows",
     "evaluate",
     "list_evals",
@@ -383,6 +400,10 @@ def _summary_block(items: list[_Item], rows: dict[str, EvalRow]) -> dict[str, An
     nats = sum(float(r.scores.get("loss") or 0.0) * int(r.meta.get("loss_tokens") or 0) for r in scored
                if r.scores.get("loss") is not None)
     eval_loss = nats / tokens if tokens else math.nan
+    labelled = [r for r in scored if "gold_label" in r.meta]
+    if labelled:
+        lm = label_metrics([r.meta.get("pred_label") for r in labelled], [r.meta.get("gold_label") for r in labelled])
+        metrics.update({"accuracy": lm["accuracy"], "macro_f1": lm["macro_f1"], "labels": lm["per_label"]})
     return {"n": len(scored), **metrics, "eval_loss": eval_loss, "perplexity": perplexity(eval_loss),
             "mean_output_tokens": (sum(int(r.meta.get("output_tokens") or 0) for r in scored) / len(scored))
             if scored else math.nan}
@@ -455,6 +476,52 @@ def add_shots(ws: Workspace, snap: Any, items: list[_Item], mode: str, k: int, s
 
 
 
+# -- label tasks ----------------------------------------------------------------------------------------------
+def label_tasks(ws: Workspace, snap: Any, items: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """``{task: {"labels": [...], "pattern": regex | None}}`` for the label tasks among ``items``' tasks.
+
+    The label set comes from the references of the task's items and of its seed/imported train
+    examples (synthetic ones are left out, so adding data never moves it); a task with a
+    ``label_patterns`` setting is a label task whatever the detection says, its labels then being the
+    detected set, else the distinct pattern matches of those references.
+    """
+    patterns = ws.get_setting("label_patterns", {}) or {}
+    if not isinstance(patterns, dict):
+        raise CuratorError("the setting label_patterns must be a mapping {task: regex}")
+    refs: dict[str, list[str]] = {}
+    for it in items:
+        refs.setdefault(it.task, []).append(it.reference)
+    if not refs:
+        return {}
+    for it in _items([r for r in read_split(ws, snap, "train") if r.get("origin") in SHOT_ORIGINS]):
+        if it.task in refs:
+            refs[it.task].append(it.reference)
+    out: dict[str, dict[str, Any]] = {}
+    for task in sorted(refs):
+        pattern = patterns.get(task)
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise CuratorError(f"label_patterns[{task!r}] is not a valid regex: {e}") from None
+        labels = label_set(refs[task])
+        if labels is None and pattern is not None:
+            labels = sorted({lab for r in refs[task] if (lab := extract_label(r, [], pattern))})
+        if labels:
+            out[task] = {"labels": labels, "pattern": pattern}
+    return out
+
+
+def _label_scores(task_labels: dict[str, Any] | None, prediction: str, reference: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(extra scores, extra meta) of one example of a label task (empty for other tasks)."""
+    if not task_labels:
+        return {}, {}
+    labels, pattern = task_labels["labels"], task_labels["pattern"]
+    gold = extract_label(reference, labels, pattern) or (normalize_answer(reference) or None)
+    pred = extract_label(prediction, labels, pattern)
+    return {"accuracy": None if gold is None else float(pred == gold)}, {"gold_label": gold, "pred_label": pred}
+
+
 def evaluate(
     ws: Workspace,
     run: str = BASE_RUN,
@@ -503,6 +570,9 @@ def evaluate(
         "max_new_tokens": max_new_tokens, "temperature": 0.0, "do_sample": False, "seed": seed, "limit": limit,
         "batch_size": batch_size, "chat_template": "model", "scorer_version": SCORER_VERSION,
     }
+    labels = label_tasks(ws, snap, items)
+    if labels:  # absent for tasks without labels, so their ids (and caches) stay as they were
+        params["labels"] = labels
     if prompting != "zero_shot":  # absent for plain evaluations, so their ids (and caches) stay as they were
         params.update({"prompting": prompting, "shots": shots, "shots_sha256": shots_key})
     eid = _eval_id(info, snap.id, split, params)
@@ -551,6 +621,9 @@ def evaluate(
                     scores["loss"] = None if math.isnan(loss) else loss
                     meta = {"finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
                             "prompt_tokens": out.prompt_tokens, "loss_tokens": n_tok}
+                    extra_scores, extra_meta = _label_scores(labels.get(it.task), out.text, it.reference)
+                    scores.update(extra_scores)
+                    meta.update(extra_meta)
                     records.append((eid, info.id, it.id, out.text, json.dumps(_clean(scores)), json.dumps(meta)))
                 with ws.transaction() as con:
                     con.executemany(

@@ -13,6 +13,15 @@ per ``min_size`` examples and at most ``k`` per task.  A group's description nam
 most frequent content words of its prompts, how far below the overall mean it scores, and the
 failure modes visible in its scores (missed key phrases, too long, too short, truncated).  Groups
 come worst first.
+
+Label tasks (the evaluation stored ``gold_label`` / ``pred_label``, see :mod:`evals.runner`) also get
+one group per gold label the model gets wrong, ``{"kind": "label", "label": ..., "errors": ...,
+"n": ..., "confused_with": {...}}``, whose description names the label and what was predicted
+instead, e.g. ``"triage: label 'billing': 6 of 8 dev examples misclassified, mostly as 'shipping'
+(4), also 'none' (2)"``: the labels, not topic words, are what the teacher needs to hear.  Label
+groups come before the cluster groups, most errors first.  The description counts the examples of
+the evaluated split only (``source`` names it: ``dev`` for the eval split, ``held-out train`` for the
+k-fold fallback of the rounds).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from curator.workspace import Workspace
 from evals.metrics import STOPWORDS
 from evals.runner import EvalRow, eval_rows, resolve_eval
 
-__all__ = ["cluster", "describe", "weaknesses"]
+__all__ = ["cluster", "describe", "describe_label", "label_groups", "weaknesses"]
 
 _WORD = re.compile(r"[a-z][a-z0-9'_-]*[a-z0-9]")
 
@@ -109,6 +118,45 @@ def describe(
     return text + (f"; {'; '.join(modes)}" if modes else "")
 
 
+def describe_label(task: str, label: str, errors: int, n: int, confused: Counter[str | None],
+                   source: str = "dev") -> str:
+    """``"task: label 'x': 6 of 8 dev examples misclassified, mostly as 'y' (4), also 'z' (2)"``."""
+    names = sorted(confused, key=lambda p: (-confused[p], "" if p is None else p))
+    shown = [f"'{p}' ({confused[p]})" if p is not None else f"no label ({confused[p]})" for p in names[:3]]
+    text = f"{task}: label '{label}': {errors} of {n} {source} example{'s' if n != 1 else ''} misclassified"
+    if shown:
+        text += f", mostly as {shown[0]}" + (f", also {', '.join(shown[1:])}" if len(shown) > 1 else "")
+    return text + f"; the correct answer of these is '{label}'"
+
+
+def label_groups(rows: Sequence[EvalRow], task_of: dict[str, str], eval_id: str,
+                 source: str = "dev") -> list[dict[str, Any]]:
+    """One group per (task, gold label) with at least one error, most errors first (then error rate, label)."""
+    stats: dict[tuple[str, str], list[EvalRow]] = {}
+    for r in rows:
+        gold = r.meta.get("gold_label")
+        if isinstance(gold, str) and gold:
+            stats.setdefault((task_of.get(r.example_id, "unknown"), gold), []).append(r)
+    out = []
+    for (task, gold), members in stats.items():
+        wrong = [r for r in members if r.meta.get("pred_label") != gold]
+        if not wrong:
+            continue
+        confused: Counter[str | None] = Counter(r.meta.get("pred_label") for r in wrong)
+        ids = sorted(r.example_id for r in wrong)
+        gid = f"{task}-label-{hashlib.sha256('|'.join([eval_id, task, gold, *ids]).encode()).hexdigest()[:8]}"
+        out.append({"id": gid, "task": task, "kind": "label", "label": gold, "errors": len(wrong), "n": len(members),
+                    "confused_with": {("" if p is None else p): c for p, c in confused.most_common()},
+                    "description": describe_label(task, gold, len(wrong), len(members), confused, source),
+                    "example_ids": ids})
+    def order(g: dict[str, Any]) -> tuple[int, float, str, str]:
+        errors, n = int(g["errors"]), int(g["n"])
+        return (-errors, -errors / n, str(g["task"]), str(g["label"]))
+
+    out.sort(key=order)
+    return out
+
+
 def weaknesses(
     ws: Workspace,
     eval_id: str,
@@ -119,6 +167,8 @@ def weaknesses(
     min_size: int = 3,
     embedder: str | None = None,
     encoder: Callable[[list[str]], np.ndarray] | None = None,
+    by_label: bool = True,
+    source: str = "dev",
 ) -> list[dict[str, Any]]:
     """Groups of the weakest examples of an evaluation: ``[{id, task, description, example_ids}]``.
 
@@ -126,15 +176,27 @@ def weaknesses(
     examples (at least one) with the lowest ``metric`` are grouped; ``k`` caps the clusters per task.
     A lower-is-better ``metric`` (``loss``) picks the highest values.  Prompts are embedded with
     ``encoder`` (texts -> L2-normalised rows) when given, else with :func:`curator.embed.encode` on
-    ``embedder`` (the workspace default, all-MiniLM-L6-v2).
+    ``embedder`` (the workspace default, all-MiniLM-L6-v2).  ``by_label``: label groups (see the
+    module docstring) first, for the label tasks of the evaluation; ``source`` names the split in them.
     """
     if not 0 < fraction <= 1:
         raise CuratorError("fraction must be in (0, 1]")
     if k < 1:
         raise CuratorError("k must be at least 1")
     ev = resolve_eval(ws, eval_id)
-    rows = [r for r in eval_rows(ws, ev.id) if isinstance(r.scores.get(metric), int | float)]
+    all_rows = eval_rows(ws, ev.id)
+    labelled = [r for r in all_rows if "gold_label" in r.meta] if by_label else []
+    if labelled:
+        with ws.connect() as con:
+            task_of = dict(con.execute("SELECT id, task FROM examples WHERE list_contains(?::VARCHAR[], id)",
+                                       [[r.example_id for r in labelled]]).fetchall())
+        by_label_groups = label_groups(labelled, task_of, ev.id, source)
+    else:
+        by_label_groups = []
+    rows = [r for r in all_rows if isinstance(r.scores.get(metric), int | float)]
     if not rows:
+        if by_label_groups:
+            return by_label_groups
         raise CuratorError(f"evaluation {ev.id} has no {metric!r} scores")
     sign = -1.0 if metric == "loss" else 1.0
     overall = sum(_score(r, metric) for r in rows) / len(rows)
@@ -175,4 +237,4 @@ def weaknesses(
             mean = sum(sign * _score(r, metric) for r in g_rows) / len(g_rows)
             groups.append((mean, {"id": gid, "task": task, "description": desc, "example_ids": ids}))
     groups.sort(key=lambda g: (g[0], g[1]["id"]))
-    return [g for _, g in groups]
+    return [*by_label_groups, *(g for _, g in groups)]

@@ -33,7 +33,10 @@ __all__ = ["bakeoff_cmd", "round_cmd", "rounds_group"]
               show_default=True,
               help="How the round's run must beat the champion on the dev split to be promoted: the paired "
                    "bootstrap CI of the metric's delta above 0, the mean delta above 0, or McNemar on exact match.")
-@click.option("--promote-metric", default="rougeL", show_default=True, help="Headline metric of the promotion.")
+@click.option("--promote-metric", default=None,
+              help="Headline metric of the promotion (default: accuracy on label tasks, else rougeL).")
+@click.option("--folds", type=int, default=3, show_default=True,
+              help="k of the k-fold fallback: with fewer than 8 dev examples, weaknesses come from held-out folds of train.")
 @click.option("--promote-confidence", type=float, default=0.9, show_default=True,
               help="Confidence of the bootstrap interval (or 1 - the McNemar p threshold).")
 @click.option("--baselines", default="zero_shot,few_shot,retrieval_few_shot", show_default=True,
@@ -51,7 +54,7 @@ __all__ = ["bakeoff_cmd", "round_cmd", "rounds_group"]
 @click.pass_context
 def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str, config: Path | None,
               feedback: tuple[Path, ...], n_generate: int, dpo: bool | None, max_eval: int | None,
-              budget: float | None, fresh: bool, promote_if: str, promote_metric: str, promote_confidence: float,
+              budget: float | None, fresh: bool, promote_if: str, promote_metric: str | None, folds: int, promote_confidence: float,
               baselines: str, shots: int, traces: bool, base: str | None, max_new_tokens: int, html: Path | None, as_json: bool, overrides: tuple[str, ...]) -> None:
     """Run the loop: snapshot -> train -> dev decision -> test report -> dev weaknesses -> targeted data.
 
@@ -74,7 +77,7 @@ def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str,
                          feedback=list(feedback), n_generate=n_generate, dpo=dpo, max_eval=max_eval, budget=budget,
                          fresh=fresh, max_new_tokens=max_new_tokens, promote_if=promote_if,
                          promote_metric=promote_metric, promote_confidence=promote_confidence,
-                         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), shots=shots, base=base, traces=traces, log=log)
+                         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), shots=shots, base=base, traces=traces, folds=folds, log=log)
     report = write_round_report(ws, html)
     if as_json:
         echo_json({"rounds": [r.to_dict() for r in results], "report": str(report)})
@@ -82,7 +85,7 @@ def round_cmd(ctx: click.Context, n_rounds: int, task: str | None, teacher: str,
     for r in results:
         click.echo(f"round {r.round}: snapshot {r.snapshot_id}, run {r.run_id}, vs champion {r.baseline}: test "
                    + ", ".join(f"{m} {r.baseline_summary.get(m, 0):.3f} -> {r.summary.get(m, 0):.3f}"
-                               for m in ("rougeL", "key_phrase_rate") if m in r.summary))
+                               for m in ("accuracy", "macro_f1", "rougeL", "key_phrase_rate") if m in r.summary))
         click.echo(f"  {r.promotion.get('reason', '')}; champion now {r.champion}")
         for mode, b in r.baselines.items():
             click.echo(f"  baseline {mode}: test rougeL {b['summary'].get('rougeL', float('nan')):.3f}")
@@ -99,6 +102,9 @@ def rounds_group() -> None:
 @click.pass_context
 def rounds_list(ctx: click.Context, as_json: bool) -> None:
     """Each round: snapshot, run, whether it was promoted, the champion after it, test metrics vs the champion before.
+
+    `test human` is the mean human rating (n answers) of the round's test evaluation from `curator
+    review`, `-` without ratings; --json also has the dev evaluation's (`human_dev`).
 
     \b
     curator rounds list
@@ -123,10 +129,12 @@ def rounds_list(ctx: click.Context, as_json: bool) -> None:
             else:
                 cells.append("-")
         promoted = "" if r["status"] != "done" else "yes" if r["promoted"] else "no"
+        h = r.get("human")
+        human = f"{h['mean']:.2f} ({h['n']})" if h else "-"
         out.append((r["round"], r["status"], r["snapshot_id"] or "", r["run_id"] or "", r["baseline"] or "",
-                    promoted, r["champion"] or "", *cells))
+                    promoted, r["champion"] or "", *cells, human))
     click.echo(table(["round", "status", "snapshot", "run", "vs", "promoted", "champion", "test rougeL",
-                      "key phrases", "bleu"], out))
+                      "key phrases", "bleu", "test human"], out))
 
 
 @rounds_group.command("report")

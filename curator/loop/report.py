@@ -2,7 +2,8 @@
 
 Metric per round (line chart, round 0 = the base model), training and eval loss curves of each run,
 dataset composition by origin per snapshot, newly fixed / newly broken test examples of each round,
-and the lineage from data to model.  This module gathers the data; ``curator/html/templates/round_report.html``
+the human ratings of each round's test and dev answers (``curator review``; the section is left out
+when there are none), and the lineage from data to model.  This module gathers the data; ``curator/html/templates/round_report.html``
 lays it out.
 """
 
@@ -77,7 +78,9 @@ def _composition(ws: Workspace, rounds: list[dict[str, Any]]) -> dict[str, dict[
 def _charts(ws: Workspace, rounds: list[dict[str, Any]], table: list[dict[str, Any]],
             comp: dict[str, dict[str, int]]) -> list[Any]:
     series = {m: [(float(row["round"]), float(row[m])) for row in table if isinstance(row.get(m), int | float)]
-              for m in ("rougeL", "key_phrase_rate", "bleu")}
+              for m in ("accuracy", "rougeL", "key_phrase_rate", "bleu")}
+    if not series["accuracy"]:  # label tasks only
+        del series["accuracy"]
     if "bleu" in series:
         series["bleu / 100"] = [(x, y / 100) for x, y in series.pop("bleu")]
     charts = [line_chart(series, title="Test metrics per round (0 = base model)", x_label="round",
@@ -97,6 +100,9 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
     if not rounds:
         return write_page(out, "round_report.html", rounds=[])
     table = metrics_table(rounds)
+    # The label metrics only when some round has them (label tasks), the others always.
+    shown = tuple(m for m in HEADLINE_METRICS if m not in ("accuracy", "macro_f1")
+                  or any(isinstance(row.get(m), int | float) for row in table))
     comp = _composition(ws, rounds)
     started = _base_runs(ws, [str(r.get("run_id")) for r in rounds])
     cut = _time_cut(ws, [str(r.get("run_id")) for r in rounds])
@@ -116,9 +122,16 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
             "promotion": (r.get("promotion") or {}).get("reason", ""), "promoted": bool(r.get("promoted")),
             "champion": str(r.get("champion") or ""), "time_cut": cut.get(str(r.get("run_id"))),
             "weak_from": (batch.get("weaknesses_from") or {}).get("split", ""),
+            "weak_why": (batch.get("weaknesses_from") or {}).get("why", ""),
+            "weak_labels": [(k, v.get("errors"), v.get("n"), ", ".join(f"{p or 'no label'} {c}" for p, c in
+                                                                       (v.get("confused_with") or {}).items()))
+                            for k, v in (batch.get("weak_labels") or {}).items()],
+            "by_task": _task_rows(r, shown),
+            "labels": _label_rows(r),
             "baselines": [(mode, (b.get("summary") or {})) for mode, b in (r.get("baselines") or {}).items()],
+            "human": _human(r),
         })
-    return write_page(out, "round_report.html", rounds=views, metrics=HEADLINE_METRICS, table=table,
+    return write_page(out, "round_report.html", rounds=views, metrics=shown, table=table,
                       charts=_charts(ws, rounds, table, comp))
 
 
@@ -137,6 +150,43 @@ def _base_runs(ws: Workspace, run_ids: list[str]) -> dict[str, str]:
 
     wanted = set(run_ids)
     return {r.id: r.meta["base_run"] for r in list_runs(ws) if r.id in wanted and r.meta.get("base_run")}
+
+
+def _task_rows(r: dict[str, Any], metrics: tuple[str, ...]) -> list[list[Any]]:
+    """Per task of the round's test evaluation: [task, n, (baseline, run) per metric]."""
+    rows = []
+    for task, v in (r.get("by_task") or {}).items():
+        run, base = v.get("run") or {}, v.get("baseline") or {}
+        rows.append([task, v.get("n"), [(base.get(m), run.get(m)) for m in metrics]])
+    return rows
+
+
+def _label_rows(r: dict[str, Any]) -> list[tuple[str, list[list[Any]]]]:
+    """Per label task: (task, [[label, precision, recall, f1, support], ...]) of the round's run on test."""
+    out = []
+    for task, v in (r.get("by_task") or {}).items():
+        labels = (v.get("run") or {}).get("labels") or {}
+        if labels:
+            out.append((task, [[lab, d.get("precision"), d.get("recall"), d.get("f1"), d.get("support")]
+                               for lab, d in sorted(labels.items())]))
+    return out
+
+
+def _human(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The round's human ratings (test, then dev evaluation) as table rows; empty without ratings."""
+    rows = []
+    for split, key, eval_key in (("test", "human", "eval_id"), ("dev", "human_dev", "dev_eval_id")):
+        h = r.get(key)
+        if h:
+            corr = ", ".join(f"{m} {c['rho']:.3f} (n {c['n']})" for m, c in h["spearman"].items() if c["rho"] is not None)
+            pairs = (h.get("agreement") or {}).get("pairs", [])
+            agree = "; ".join(f"{p['a']}/{p['b']} n {p['n']}: exact {p['exact']:.2f}, kappa "
+                              + ("-" if p["kappa_quadratic"] is None else f"{p['kappa_quadratic']:.2f}") for p in pairs)
+            rows.append({"split": split, "eval_id": str(r.get(eval_key)), "mean": h["mean"], "ci_low": h["ci_low"],
+                         "ci_high": h["ci_high"], "n": h["n"], "n_ratings": h["n_ratings"],
+                         "reviewers": ", ".join(f"{k} {v}" for k, v in h["reviewers"].items()),
+                         "spearman": corr or "-", "agreement": agree or "-"})
+    return rows
 
 
 def _verdict(r: dict[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,12 @@ One round, in order (each step is idempotent, so an interrupted round resumes wh
 5. evaluate both on the held-out **test** split, for the report only (predictions an earlier
    evaluation of the same run made on the same examples are reused);
 6. find the weaknesses of the champion-to-be on the **dev** split (lowest-scoring dev examples grouped
-   by embedding cluster) and generate targeted examples for them with the teacher, filtered for
-   duplicates and for overlap with eval/test, ready for the next round's snapshot.
+   by embedding cluster, and by gold label on label tasks; on held-out folds of train when the dev split
+   is too small, see :mod:`curator.loop.targets`) and generate targeted examples for them with the
+   teacher, filtered for duplicates and for overlap with eval/test, ready for the next round's snapshot.
+
+Every round reports its test metrics per task; on a label task (answers from a small label set, see
+:mod:`evals.runner`) label accuracy is the headline metric the decision is made on.
 
 Nothing computed from the test split (prompts, answers, words, cluster descriptions, example ids)
 reaches a teacher request, a training set or a decision: the test split is evaluated once per round
@@ -39,10 +43,10 @@ from curator.errors import CuratorError
 from curator.models import DEFAULT_CHAT_MODEL
 from curator.workspace import Workspace
 
-__all__ = ["PROMOTION_CRITERIA", "Promotion", "RoundResult", "champion", "decide_promotion", "list_rounds",
-           "run_round", "run_rounds"]
+__all__ = ["HEADLINE_METRICS", "PROMOTION_CRITERIA", "Promotion", "RoundResult", "champion", "decide_promotion",
+           "headline_metric", "list_rounds", "run_round", "run_rounds"]
 
-HEADLINE_METRICS = ("rougeL", "key_phrase_rate", "bleu", "exact_match")
+HEADLINE_METRICS = ("accuracy", "macro_f1", "rougeL", "key_phrase_rate", "bleu", "exact_match")
 #: How a challenger must beat the champion on the dev split to be promoted:
 #: ``bootstrap``: the paired bootstrap CI (at ``confidence``) of the headline metric's mean delta lies above 0;
 #: ``mean``: the mean paired delta of the headline metric is above 0;
@@ -73,10 +77,21 @@ class Promotion:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def headline_metric(summary: dict[str, Any]) -> str:
+    """The metric a round decides on: ``accuracy`` when every task of the (dev) evaluation summary is a
+    label task (it has label accuracy), else ``rougeL``."""
+    tasks = summary.get("by_task") or {}
+    if tasks and all(isinstance((b or {}).get("accuracy"), int | float) for b in tasks.values()):
+        return "accuracy"
+    return "rougeL"
+
+
 def decide_promotion(cmp: Any, *, criterion: str = "bootstrap", metric: str = "rougeL",
                      confidence: float = 0.9) -> Promotion:
     """Whether the run of ``cmp`` (an :class:`evals.compare.Comparison` of challenger vs champion on the
-    dev split) beats its baseline under ``criterion`` (see :data:`PROMOTION_CRITERIA`)."""
+    dev split) beats its baseline under ``criterion`` (see :data:`PROMOTION_CRITERIA`).  With
+    ``mcnemar``, the pass/fail pairs are exact match, or label accuracy when ``metric`` is ``accuracy``
+    (the comparison's pass test is then ``accuracy>=1``)."""
     if criterion not in PROMOTION_CRITERIA:
         raise CuratorError(f"unknown promotion criterion {criterion!r} (choose from {', '.join(PROMOTION_CRITERIA)})")
     try:
@@ -96,10 +111,10 @@ def decide_promotion(cmp: Any, *, criterion: str = "bootstrap", metric: str = "r
                f"[{_f(m.ci_low)}, {_f(m.ci_high)}] (mean {m.delta:+.4f}): "
                + ("entirely above 0" if ok else "not entirely above 0"))
     else:
-        t = cmp.mcnemar
+        t = cmp.pass_test if metric == "accuracy" else cmp.mcnemar
         p_value = t.p_value
         ok = t.fixed > t.broken and t.p_value < 1 - confidence
-        why = (f"exact match on {m.n} dev examples: {t.fixed} fixed, {t.broken} broken, McNemar p = {t.p_value:.3g} "
+        why = (f"{'label accuracy' if metric == 'accuracy' else 'exact match'} on {m.n} dev examples: {t.fixed} fixed, {t.broken} broken, McNemar p = {t.p_value:.3g} "
                f"({'below' if t.p_value < 1 - confidence else 'not below'} {1 - confidence:.2g})")
     reason = ("promoted: " if ok else "not promoted: ") + why
     return Promotion(promoted=ok, criterion=criterion, metric=metric, champion=champion, challenger=challenger,
@@ -130,6 +145,7 @@ class RoundResult:
     champion: str = "base"          # the champion after this round
     promotion: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, Any] = field(default_factory=dict)  # zero_shot, few_shot, retrieval_few_shot on test
+    by_task: dict[str, Any] = field(default_factory=dict)    # test metrics per task (labels included)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -183,12 +199,14 @@ def run_round(
     max_new_tokens: int = 256,
     eval_batch_size: int = 16,
     promote_if: str = "bootstrap",
-    promote_metric: str = "rougeL",
+    promote_metric: str | None = None,
     promote_confidence: float = 0.9,
     baselines: tuple[str, ...] | list[str] = ("zero_shot", "few_shot", "retrieval_few_shot"),
     shots: int = 5,
     base: str | None = None,
     traces: bool = True,
+    folds: int = 3,
+    min_dev: int = 8,
     log: Callable[[str], None] = print,
 ) -> RoundResult:
     """Run (or resume) the next round; see the module docstring for the steps.
@@ -203,7 +221,11 @@ def run_round(
     fine-tuning beats prompting on the task.  ``base``: the base model to train (``auto``: the one the
     latest ``curator bakeoff`` recommends); default: the config's.  ``traces``: first ingest the rated
     traces of ``curator serve`` (``WORKSPACE/traces/``) through the feedback gates, as
-    ``curator feedback ingest --traces`` does.
+    ``curator feedback ingest --traces`` does.  ``min_dev`` / ``folds``: with fewer than ``min_dev`` dev
+    examples the weaknesses are mined on ``folds``-fold held-out predictions on train instead
+    (:func:`curator.loop.targets.fold_weaknesses`); the round's batch records which source and why.
+    On a label task (:func:`headline_metric`) the decision is on label accuracy and the teacher is
+    asked about the weak labels (:func:`curator.loop.targets.select_targets`).
     """
     from curator.snapshots import create_snapshot
     from evals.compare import compare
@@ -214,7 +236,8 @@ def run_round(
     # Settings that would only fail after training: checked before anything runs.
     for name, value, least in (("max_new_tokens", max_new_tokens, 1), ("eval_batch_size", eval_batch_size, 1),
                                ("max_eval", max_eval, 1), ("n_generate", n_generate, 0),
-                               ("gen_max_tokens", gen_max_tokens, 1)):
+                               ("gen_max_tokens", gen_max_tokens, 1),
+                               ("folds", folds, 2), ("min_dev", min_dev, 0)):
         if value is not None and value < least:
             raise CuratorError(f"{name} must be at least {least} (got {value})")
     if promote_if not in PROMOTION_CRITERIA:
@@ -277,9 +300,10 @@ def run_round(
     gen: dict[str, Any] = {"limit": max_eval, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size}
     dev = evaluate(ws, run.id, snapshot=snap.id, split=DEV_SPLIT, log=log, **gen)
     dev_champ = evaluate(ws, baseline, snapshot=snap.id, split=DEV_SPLIT, base_model=base_model, log=log, **gen)
-    dev_cmp = compare(ws, dev.eval_id, dev_champ.eval_id, pass_criterion="rougeL>=0.5",
-                      confidence=promote_confidence)
-    decision = decide_promotion(dev_cmp, criterion=promote_if, metric=promote_metric, confidence=promote_confidence)
+    metric = promote_metric or headline_metric(dev.summary)
+    passed = "accuracy>=1" if metric == "accuracy" else "rougeL>=0.5"
+    dev_cmp = compare(ws, dev.eval_id, dev_champ.eval_id, pass_criterion=passed, confidence=promote_confidence)
+    decision = decide_promotion(dev_cmp, criterion=promote_if, metric=metric, confidence=promote_confidence)
     new_champion = run.id if decision.promoted else baseline
     log(f"[round {round_no}] {run.id} vs champion {baseline} on dev: {decision.reason}")
     _set_round(ws, round_no, dev_eval_id=dev.eval_id, promoted=decision.promoted, promotion=decision.to_dict())
@@ -287,14 +311,20 @@ def run_round(
     # -- the test split: evaluated once, for the report only ----------------------------------------------
     result = evaluate(ws, run.id, snapshot=snap.id, split="test", log=log, **gen)
     base_result = evaluate(ws, baseline, snapshot=snap.id, split="test", base_model=base_model, log=log, **gen)
-    # An example counts as passed at ROUGE-L >= 0.5 (exact match never moves on free-text answers).
-    cmp = compare(ws, result.eval_id, base_result.eval_id, pass_criterion="rougeL>=0.5")
+    # An example counts as passed at ROUGE-L >= 0.5 (exact match never moves on free-text answers), or when
+    # its label is right on a label task.
+    cmp = compare(ws, result.eval_id, base_result.eval_id, pass_criterion=passed)
     deltas = cmp.to_dict()
     summary = result.summary.get("overall", result.summary)
     base_summary = base_result.summary.get("overall", base_result.summary)
     log(f"[round {round_no}] test (report only) " + ", ".join(
         f"{m} {base_summary.get(m, float('nan')):.3f} -> {summary.get(m, float('nan')):.3f}"
-        for m in HEADLINE_METRICS if m in summary))
+        for m in HEADLINE_METRICS if isinstance(summary.get(m), int | float)))
+    by_task = _by_task(result.summary, base_result.summary)
+    for t, v in by_task.items():
+        log(f"[round {round_no}] test, task {t} (n {v['n']}): " + ", ".join(
+            f"{m} {_n(v['baseline'].get(m))} -> {_n(v['run'].get(m))}" for m in HEADLINE_METRICS
+            if isinstance(v["run"].get(m), int | float)))
     prompting: dict[str, Any] = {}
     for mode in baselines:  # the base model prompted, not trained: does fine-tuning beat prompting here?
         b = evaluate(ws, "base", snapshot=snap.id, split="test", base_model=base_model, prompting=mode,
@@ -310,24 +340,35 @@ def run_round(
         "dev": {"summary": dev.summary.get("overall", dev.summary), "eval_id": dev.eval_id,
                 "champion_summary": dev_champ.summary.get("overall", dev_champ.summary),
                 "champion_eval_id": dev_champ.eval_id},
-        "baselines": prompting,
+        "baselines": prompting, "by_task": by_task, "headline_metric": metric,
     })
 
-    # -- weaknesses of the champion-to-be, on dev only -----------------------------------------------------
-    weak_eval = dev.eval_id if decision.promoted else dev_champ.eval_id
-    groups = find_weaknesses(ws, weak_eval)
-    batch: dict[str, Any] = {"weaknesses": len(groups), "weaknesses_from": {
-        "split": DEV_SPLIT, "eval_id": weak_eval, "run": new_champion,
-        "why": "the dev split: the test split never steers the data"}}
-    if groups and n_generate > 0:
-        from curator.llm.providers import GenParams
-        from curator.synth.generate import generate
+    # -- weaknesses of the champion-to-be, on dev only (or on held-out folds of train) ---------------------
+    from curator.loop.targets import fold_weaknesses, targeted_batch
 
-        rep = generate(ws, mode="targeted", teacher=teacher, n=n_generate, task=task, weaknesses=groups,
-                       budget=budget, progress=False,
-                       params=GenParams(max_tokens=gen_max_tokens) if gen_max_tokens else None)
-        batch.update(rep.to_dict())
-        log(f"[round {round_no}] targeted generation for {len(groups)} dev weaknesses: {_short(batch)}")
+    weak_eval = dev.eval_id if decision.promoted else dev_champ.eval_id
+    n_dev = int((dev.summary.get("overall") or {}).get("n") or 0)
+    if n_dev >= min_dev:
+        groups = find_weaknesses(ws, weak_eval, metric=metric)
+        source: dict[str, Any] = {"split": DEV_SPLIT, "eval_id": weak_eval, "run": new_champion,
+                                  "why": f"the dev split ({n_dev} examples): the test split never steers the data"}
+    elif n_generate == 0:  # the folds would train k adapters for data nobody asked for
+        groups, source = [], {"split": "none", "why": f"the dev split has {n_dev} examples, fewer than {min_dev}, "
+                              "and no targeted data was asked for (--generate 0): the k-fold fallback was skipped"}
+    else:
+        log(f"[round {round_no}] the dev split has {n_dev} examples, fewer than {min_dev}: too small to mine; "
+            f"weaknesses come from {folds}-fold held-out predictions on train")
+        groups, source = fold_weaknesses(ws, snap.id, round_no=round_no, k=folds, metric=metric, config=config,
+                                         overrides=overrides, gen=gen, log=log)
+        source["why"] = (f"the dev split has {n_dev} examples, fewer than {min_dev} (too small to cluster): "
+                         f"{folds}-fold cross-validation on train (each fold scored by an adapter trained on the "
+                         "other folds); the test split never steers the data")
+    batch = targeted_batch(ws, groups, teacher=teacher, n_generate=n_generate, task=task, budget=budget,
+                           gen_max_tokens=gen_max_tokens)
+    batch["weaknesses_from"] = source
+    if n_generate > 0 and groups:
+        log(f"[round {round_no}] targeted generation for {len(batch['targeted_at'])} weaknesses "
+            f"({source['split']}): {_short(batch)}")
     _set_round(ws, round_no, batch=batch, champion=new_champion, status="done",
                finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     return RoundResult(
@@ -335,6 +376,7 @@ def run_round(
         summary=summary, baseline_summary=base_summary, deltas=_compact_comparison(deltas), batch=batch,
         feedback=fb_report, seconds=round(time.time() - t0, 1), dev_eval_id=dev.eval_id,
         promoted=decision.promoted, champion=new_champion, promotion=decision.to_dict(), baselines=prompting,
+        by_task=by_task,
     )
 
 
@@ -347,7 +389,13 @@ def run_rounds(ws: Workspace, rounds: int = 1, **kw: Any) -> list[RoundResult]:
 
 
 def list_rounds(ws: Workspace) -> list[dict[str, Any]]:
-    """The history: one dict per round with its snapshot, run, headline metrics and deltas."""
+    """The history: one dict per round with its snapshot, run, headline metrics and deltas.
+
+    ``human`` / ``human_dev``: the human ratings (:func:`evals.human.summary`) of the round's test and
+    dev evaluations, ``None`` without any.
+    """
+    from evals.human import summary as human_summary
+
     with ws.connect() as con:
         rows = con.execute(
             "SELECT round, task, snapshot_id, run_id, eval_id, eval, batch, status, created_at, finished_at, "
@@ -364,6 +412,9 @@ def list_rounds(ws: Workspace) -> list[dict[str, Any]]:
             "dev_eval_id": r[10], "dev": ev.get("dev", {}), "baselines": ev.get("baselines", {}),
             "promoted": bool(r[11]), "champion": r[12],
             "promotion": json.loads(r[13]) if r[13] else {},
+            "by_task": ev.get("by_task", {}), "headline_metric": ev.get("headline_metric"),
+            "human": human_summary(ws, r[4]) if r[4] else None,
+            "human_dev": human_summary(ws, r[10]) if r[10] else None,
         })
     return out
 
@@ -398,6 +449,18 @@ def _compact_comparison(d: dict[str, Any]) -> dict[str, Any]:
             keep[key] = d[key][:10] if isinstance(d[key], list) else d[key]
             keep[f"{key}_count"] = len(d[key]) if isinstance(d[key], list) else d[key]
     return keep
+
+
+def _by_task(run_summary: dict[str, Any], base_summary: dict[str, Any]) -> dict[str, Any]:
+    """``{task: {"n", "run": metrics, "baseline": metrics}}`` from two evaluation summaries (test split)."""
+    out = {}
+    for t, block in sorted((run_summary.get("by_task") or {}).items()):
+        out[t] = {"n": block.get("n"), "run": block, "baseline": (base_summary.get("by_task") or {}).get(t, {})}
+    return out
+
+
+def _n(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, int | float) else "-"
 
 
 def _short(d: dict[str, Any]) -> str:

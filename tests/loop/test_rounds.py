@@ -58,7 +58,9 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
     logs: list[str] = []
     with FakeLLMServer(_teacher_reply) as srv:
         teacher = f"compatible:{srv.openai_base_url}:teacher"
+        # min_dev=1: this test is about mining on the dev split (its 6 dev examples would use the k-fold fallback)
         common: dict[str, Any] = {"task": "support", "teacher": teacher, "overrides": overrides, "max_new_tokens": 6,
+                                  "min_dev": 1,
                                   "log": logs.append}
         r1 = run_round(ws, n_generate=4, **common)
         asked_round_1 = srv.request_count
