@@ -36,7 +36,7 @@ ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 
 #: The quick benchmarks, in the order `make bench` runs them (a few minutes in all).
-QUICK: list[str] = ["ingest", "generate_concurrency", "dedup_near", "dedup_semantic", "pii", "stats_cache"]
+QUICK: list[str] = ["ingest", "generate_concurrency", "dedup_near", "dedup_semantic", "pii", "stats_cache", "review"]
 
 _SECTION = re.compile(r"<!-- bench:(?P<name>[\w-]+) -->\n.*?<!-- /bench:(?P=name) -->\n", re.S)
 
