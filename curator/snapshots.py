@@ -3,7 +3,25 @@
 A snapshot's id is a hash of its sorted (example id, split) members, so the same data always
 gives the same id.  Each snapshot is a folder ``snapshots/<id>/`` with one Parquet file per
 split and a ``manifest.json`` (file sha256s, counts by split and origin, parent, creation time,
-tool version).  Reading a snapshot checks every file against its manifest hash.
+tool version).
+
+**Integrity.**  The sha256 of ``manifest.json`` is stored in the workspace (``snapshots.manifest_sha256``)
+when the snapshot is written, and every read checks it before trusting the manifest, then checks
+every data file against the manifest's hashes: rewriting a Parquet file *and* its hash in the manifest
+is caught.  A manifest that is not valid JSON, lacks a field, or lists a path outside the snapshot folder
+(``..``, absolute, a symlink out) is refused with a clear :class:`IntegrityError`.  Snapshots written
+before the hash was stored (an older curator) are checked on their first verified read against the
+workspace's record of their members (every ``(example id, split)`` in the files, no more, no less) and
+their manifest hash is recorded then; from then on they are anchored like new ones.
+
+**Names.**  ``create --name`` names a snapshot; the same content created again under another name adds
+that name as an alias (``Snapshot.aliases``), and every name resolves.
+
+**Exports** (:func:`export_snapshot`): OpenAI chat JSONL, a Hugging Face ``DatasetDict`` folder, Parquet
+with typed columns (the layout of :mod:`curator.data.exchange`), and the preference pairs as TRL or OpenAI
+DPO JSONL.  Empty splits are left out.  An export never writes through a link out of its folder, writes
+into a temporary folder beside the files and moves them into place, and ``force`` replaces only the files
+curator writes (listed in ``.curator-export.json``), never anything else in the folder.
 
 The **review gate** (:func:`review_gate`, ``curator snapshot create --require-review ORIGIN
 --review-sample F --min-acceptance A``) refuses a snapshot whose examples were not looked at by a
@@ -30,43 +48,57 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curator import __version__
+from curator.data.exchange import EXPORT_SPLIT_NAMES, export_table, openai_record
 from curator.data.splits import SPLITS
-from curator.errors import IntegrityError, SnapshotError, require
+from curator.errors import IntegrityError, SnapshotError, WorkspaceError, require
 from curator.quality.leakage import leakage_gate
-from curator.workspace import Workspace
+from curator.workspace import Workspace, pid_alive
 
 if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
     "EXPORT_FORMATS",
+    "EXPORT_MARKER",
     "Snapshot",
     "create_snapshot",
     "diff_snapshots",
     "export_snapshot",
     "list_snapshots",
+    "load_manifest",
     "read_split",
     "resolve_snapshot",
     "review_gate",
     "review_state",
 ]
 
-EXPORT_FORMATS = ("openai", "hf", "parquet", "dpo")
-_COLUMNS = "e.id, e.messages::VARCHAR AS messages, e.task, e.origin, e.source, e.parent_id, e.meta::VARCHAR AS meta"
+log = logging.getLogger(__name__)
 
+#: ``dpo`` is the older name of ``trl-dpo``.
+EXPORT_FORMATS = ("openai", "hf", "parquet", "openai-dpo", "trl-dpo", "dpo")
+_PAIR_STYLE = {"openai-dpo": "openai", "trl-dpo": "trl", "dpo": "trl"}
+#: The file in an export folder that lists what curator wrote there (what ``force`` may replace).
+EXPORT_MARKER = ".curator-export.json"
+_EXPORT_TMP = re.compile(r"\.curator-export-tmp-(\d+)")
+_COLUMNS = "e.id, e.messages::VARCHAR AS messages, e.task, e.origin, e.source, e.parent_id, e.meta::VARCHAR AS meta"
+_SNAP_COLUMNS = "id, name, parent_id, created_at, counts, manifest_path, manifest_sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -79,12 +111,18 @@ class Snapshot:
     path: Path
     created: bool = False
     review_gate: dict[str, Any] | None = None  # what the review gate of this ``create`` checked, when one was asked
+    aliases: list[str] = field(default_factory=list)  # further names (``create --name`` on the same content)
+    alias_added: str | None = None  # the name this ``create`` added as an alias
+    manifest_sha256: str | None = None  # as recorded in the workspace (None: an older snapshot, not yet read)
+    workspace: Workspace | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
-            "id": self.id, "name": self.name, "parent_id": self.parent_id, "created_at": self.created_at,
-            "counts": self.counts, "path": str(self.path), "created": self.created,
+            "id": self.id, "name": self.name, "aliases": list(self.aliases), "parent_id": self.parent_id,
+            "created_at": self.created_at, "counts": self.counts, "path": str(self.path), "created": self.created,
         }
+        if self.alias_added is not None:
+            d["alias_added"] = self.alias_added
         if self.review_gate is not None:
             d["review_gate"] = self.review_gate
         return d
@@ -107,9 +145,30 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _row_to_snapshot(ws: Workspace, row: tuple[Any, ...]) -> Snapshot:
-    sid, name, parent, created, counts, mpath = row
-    return Snapshot(sid, name, parent, str(created), json.loads(counts) if counts else {}, ws.path / mpath)
+def _aliases(con: duckdb.DuckDBPyConnection, ids: list[str] | None = None) -> dict[str, list[str]]:
+    rows = con.execute("SELECT snapshot_id, name FROM snapshot_aliases ORDER BY created_at, name").fetchall()
+    out: dict[str, list[str]] = {}
+    for sid, name in rows:
+        if ids is None or sid in ids:
+            out.setdefault(sid, []).append(name)
+    return out
+
+
+def _snapshots(ws: Workspace, con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[Snapshot]:
+    rows = con.execute(f"SELECT {_SNAP_COLUMNS} FROM snapshots {where}", params).fetchall()
+    aliases = _aliases(con, [r[0] for r in rows]) if rows else {}
+    out = []
+    for sid, name, parent, created, counts, mpath, msha in rows:
+        out.append(Snapshot(sid, name, parent, str(created), json.loads(counts) if counts else {}, ws.path / mpath,
+                            aliases=aliases.get(sid, []), manifest_sha256=msha, workspace=ws))
+    return out
+
+
+def _name_owner(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The snapshot that ``name`` names (as its name or an alias), if any."""
+    row = _first(con.execute("SELECT id FROM snapshots WHERE name = ? UNION ALL "
+                             "SELECT snapshot_id FROM snapshot_aliases WHERE name = ?", [name, name]).fetchall())
+    return row[0] if row else None
 
 
 #: The latest live review decision of each example: ``accepted`` / ``rejected`` / ``edited``; an example
@@ -194,6 +253,8 @@ def review_gate(
                       "then run `curator snapshot create` again")
 
 
+
+
 def create_snapshot(
     ws: Workspace, *, name: str | None = None, allow_leakage: bool = False,
     require_review: tuple[str, ...] | list[str] = (), review_sample: float | None = None,
@@ -201,8 +262,11 @@ def create_snapshot(
 ) -> Snapshot:
     """Freeze the active examples and their splits.  The same content twice returns the existing snapshot.
 
-    ``require_review``, ``review_sample`` and ``min_acceptance`` are the review gate (:func:`review_gate`):
-    it refuses with a :class:`SnapshotError` naming each origin's counts.
+    ``name`` names the snapshot; when the same content was snapshotted before under another name, ``name``
+    becomes an alias of it (``alias_added``), so both names resolve.  ``require_review``, ``review_sample``
+    and ``min_acceptance`` are the review gate (:func:`review_gate`): it refuses with a
+    :class:`SnapshotError` naming each origin's counts.  Temporary folders of snapshots a killed process
+    was writing (``snapshots/.ID.tmp-PID``, the process gone) are removed when the workspace is opened.
     """
     if name is not None:
         _check_name(name)
@@ -223,18 +287,23 @@ def create_snapshot(
             ("\n".join(f"{i}\t{s}" for i, s in members) + snapshot_digest(con)).encode()
         ).hexdigest()
         sid = digest[:16]
-        existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
+        existing = _first(_snapshots(ws, con, "WHERE id = ?", [sid]))
         if name is not None:
-            clash = _first(con.execute("SELECT id FROM snapshots WHERE name = ? AND id <> ?", [name, sid]).fetchall())
-            if clash:
-                raise SnapshotError(f"snapshot name {name!r} is already used by snapshot {clash[0]}")
+            owner = _name_owner(con, name)
+            if owner is not None and owner != sid:
+                raise SnapshotError(f"snapshot name {name!r} is already used by snapshot {owner}")
         if existing:
-            if name and not existing[1]:
-                con.execute("UPDATE snapshots SET name = ? WHERE id = ?", [name, sid])
-                existing = _first(con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall())
-            snap = _row_to_snapshot(ws, existing)
-            snap.review_gate = gate
-            return snap
+            added = None
+            if name and name != existing.name and name not in existing.aliases:
+                if existing.name:
+                    con.execute("INSERT INTO snapshot_aliases (name, snapshot_id) VALUES (?, ?)", [name, sid])
+                    added = name
+                else:
+                    con.execute("UPDATE snapshots SET name = ? WHERE id = ?", [name, sid])
+                existing = _snapshots(ws, con, "WHERE id = ?", [sid])[0]
+            existing.review_gate = gate
+            existing.alias_added = added
+            return existing
         if not allow_leakage:
             refusal = leakage_gate(con, ws)
             if refusal:
@@ -243,7 +312,7 @@ def create_snapshot(
         parent_id = parent[0] if parent else None
         out = ws.snapshots_dir / sid
         tmp = ws.snapshots_dir / f".{sid}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         tmp.mkdir(parents=True)
         files: dict[str, Any] = {}
         for split in SPLITS:
@@ -265,16 +334,17 @@ def create_snapshot(
         extra = _EXTRA_WRITERS and {k: w(con, tmp) for k, w in _EXTRA_WRITERS.items()}
         if extra:
             manifest["extra"] = extra
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
+        body = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+        (tmp / "manifest.json").write_bytes(body)
+        _remove(out)
         tmp.rename(out)
         try:
             con.execute("BEGIN TRANSACTION")
             con.execute(
-                """INSERT INTO snapshots (id, name, parent_id, created_at, counts, manifest_path, seq)
-                   SELECT ?, ?, ?, ?, ?, ?, coalesce(max(seq), 0) + 1 FROM snapshots""",
-                [sid, name, parent_id, created_at, json.dumps(counts), str(out.relative_to(ws.path) / "manifest.json")],
+                """INSERT INTO snapshots (id, name, parent_id, created_at, counts, manifest_path, seq, manifest_sha256)
+                   SELECT ?, ?, ?, ?, ?, ?, coalesce(max(seq), 0) + 1, ? FROM snapshots""",
+                [sid, name, parent_id, created_at, json.dumps(counts), str(out.relative_to(ws.path) / "manifest.json"),
+                 hashlib.sha256(body).hexdigest()],
             )
             con.execute(
                 """INSERT INTO snapshot_members SELECT ?, e.id, s.split FROM examples e
@@ -288,13 +358,20 @@ def create_snapshot(
             raise
         if log:
             log(f"snapshot {sid} written to {out}")
-        snap = _row_to_snapshot(ws, con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE id = ?", [sid]).fetchall()[0])
+        snap = _snapshots(ws, con, "WHERE id = ?", [sid])[0]
         snap.created = True
         snap.review_gate = gate
         return snap
 
 
-#: Extra files written into a new snapshot folder: name -> writer(con, folder) returning manifest info.
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder (a link itself, never what it points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 _EXTRA_WRITERS: dict[str, Callable[[duckdb.DuckDBPyConnection, Path], Any]] = {}
 
 
@@ -324,57 +401,196 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return out
 
 
+
+
 def list_snapshots(ws: Workspace) -> list[Snapshot]:
     with ws.connect() as con:
-        rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots ORDER BY seq").fetchall()
-    return [_row_to_snapshot(ws, r) for r in rows]
+        return _snapshots(ws, con, "ORDER BY seq", [])
 
 
 def resolve_snapshot(ws: Workspace, ref: str) -> Snapshot:
-    """A snapshot by id, unique id prefix, name, or ``latest``."""
+    """A snapshot by id, unique id prefix, name (or alias), or ``latest``."""
     with ws.connect() as con:
         if ref == "latest":
-            rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots ORDER BY seq DESC LIMIT 1").fetchall()
+            snaps = _snapshots(ws, con, "ORDER BY seq DESC LIMIT 1", [])
         else:
-            rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE name = ?", [ref]).fetchall()
-            if not rows:
-                rows = con.execute("SELECT id, name, parent_id, created_at, counts, manifest_path FROM snapshots WHERE starts_with(id, ?)", [ref]).fetchall()
-    if not rows:
+            snaps = _snapshots(ws, con, "WHERE name = ?", [ref])
+            if not snaps:
+                snaps = _snapshots(ws, con, "WHERE id IN (SELECT snapshot_id FROM snapshot_aliases WHERE name = ?)",
+                                   [ref])
+            if not snaps:
+                snaps = _snapshots(ws, con, "WHERE starts_with(id, ?) ORDER BY seq", [ref])
+    if not snaps:
         raise SnapshotError(f"no snapshot {ref!r} (see `curator snapshot list`)")
-    if len(rows) > 1:
-        raise SnapshotError(f"snapshot id prefix {ref!r} is ambiguous: {', '.join(r[0] for r in rows)}")
-    return _row_to_snapshot(ws, rows[0])
+    if len(snaps) > 1:
+        raise SnapshotError(f"snapshot id prefix {ref!r} is ambiguous: {', '.join(s.id for s in snaps)}")
+    return snaps[0]
+
+
+# -- reading: the manifest anchor, paths inside the folder, hashes -------------------------------------------------
+def _corrupt(snap: Snapshot, problem: str) -> IntegrityError:
+    return IntegrityError(f"snapshot {snap.id}: manifest {snap.path} is corrupt ({problem}); snapshots are immutable: "
+                          "create a new one instead")
+
+
+def _check_entry(snap: Snapshot, where: str, info: Any) -> None:
+    if not isinstance(info, dict):
+        raise _corrupt(snap, f"{where} is not an object")
+    if not isinstance(info.get("path"), str):
+        raise _corrupt(snap, f"{where} has no path")
+    if not isinstance(info.get("sha256"), str) or not _SHA256.fullmatch(info["sha256"]):
+        raise _corrupt(snap, f"{where} has no valid sha256")
+    if not isinstance(info.get("rows"), int) or isinstance(info["rows"], bool) or info["rows"] < 0:
+        raise _corrupt(snap, f"{where} has no valid row count")
+
+
+def _parse_manifest(snap: Snapshot, body: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _corrupt(snap, f"not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise _corrupt(snap, "not a JSON object")
+    if manifest.get("id") != snap.id:
+        raise _corrupt(snap, f"it names snapshot {manifest.get('id')!r}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise _corrupt(snap, 'no "files"')
+    for split, info in files.items():
+        if split not in SPLITS:
+            raise _corrupt(snap, f"unknown split {split!r} in files")
+        _check_entry(snap, f"files.{split}", info)
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict) or not all(isinstance(counts.get(k), dict) for k in ("by_split", "by_origin",
+                                                                                          "by_task")):
+        raise _corrupt(snap, 'no valid "counts"')
+    extra = manifest.get("extra")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise _corrupt(snap, '"extra" is not an object')
+        prefs = extra.get("preferences")
+        if prefs is not None:
+            if not isinstance(prefs, dict):
+                raise _corrupt(snap, "extra.preferences is not an object")
+            for split, info in prefs.items():
+                if split != "test_held_out":
+                    _check_entry(snap, f"extra.preferences.{split}", info)
+    return manifest
+
+
+def _member(snap: Snapshot, rel: str) -> Path:
+    """The file ``rel`` (as the manifest lists it) inside the snapshot folder; refuses any path that leaves it."""
+    folder = snap.path.parent
+    p = PurePosixPath(rel)
+    if not rel or "\\" in rel or "\x00" in rel or p.is_absolute() or ".." in p.parts or rel.startswith("~"):
+        raise IntegrityError(f"snapshot {snap.id}: manifest {snap.path} lists the path {rel!r}, which is not a "
+                             "file inside the snapshot folder; refusing to read it")
+    target = folder / rel
+    root = folder.resolve()
+    resolved = target.resolve()
+    if root not in resolved.parents:
+        raise IntegrityError(f"snapshot {snap.id}: {target} resolves to {resolved}, outside the snapshot folder "
+                             f"{root}; refusing to read it")
+    return resolved
+
+
+def _listed(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, entry) of every file the manifest lists: the splits, then the preference pairs."""
+    for split, info in manifest["files"].items():
+        yield f"files.{split}", info
+    for split, info in ((manifest.get("extra") or {}).get("preferences") or {}).items():
+        if split != "test_held_out":
+            yield f"extra.preferences.{split}", info
+
+
+def _writer(ws: Workspace) -> Workspace:
+    """``ws``, or a writer on the same folder when ``ws`` is read-only (a read command)."""
+    return Workspace(ws.path) if getattr(ws, "read_only", False) else ws
+
+
+def _members_match(snap: Snapshot, manifest: dict[str, Any]) -> None:
+    """A snapshot written before manifests were anchored: its files hold exactly its recorded members."""
+    assert snap.workspace is not None
+    with snap.workspace.connect() as con:
+        recorded = set(con.execute("SELECT example_id, split FROM snapshot_members WHERE snapshot_id = ?",
+                                   [snap.id]).fetchall())
+    found: set[tuple[str, str]] = set()
+    for split, info in manifest["files"].items():
+        ids = pq.read_table(_member(snap, info["path"]), columns=["id"]).column("id").to_pylist()
+        found.update((i, split) for i in ids)
+    if found != recorded:
+        extra, missing = len(found - recorded), len(recorded - found)
+        raise IntegrityError(
+            f"snapshot {snap.id}: its files do not hold the examples the workspace recorded for it ({extra} not "
+            f"recorded, {missing} missing); it was modified after it was written: create a new snapshot instead")
+
+
+def _anchor(snap: Snapshot, manifest: dict[str, Any], digest: str) -> None:
+    """Record the manifest hash of a snapshot written before hashes were stored (after its files verified)."""
+    if snap.workspace is None:
+        return
+    try:
+        _members_match(snap, manifest)
+        with _writer(snap.workspace).connect() as con:
+            con.execute("UPDATE snapshots SET manifest_sha256 = ? WHERE id = ? AND manifest_sha256 IS NULL",
+                        [digest, snap.id])
+    except WorkspaceError as e:  # another process holds the file: recorded on a later read
+        log.debug("snapshot %s: manifest hash not recorded yet: %s", snap.id, e)
+        return
+    snap.manifest_sha256 = digest
 
 
 def load_manifest(snap: Snapshot, *, verify: bool = True) -> dict[str, Any]:
-    """The manifest; with ``verify`` every data file's sha256 is checked against it."""
-    if not snap.path.exists():
+    """The manifest, checked against the hash the workspace recorded; with ``verify`` every file's sha256 too.
+
+    Raises :class:`IntegrityError` for a missing, modified or corrupt manifest, a path outside the snapshot
+    folder, or a missing or modified file.  A snapshot from before manifest hashes were recorded gets its
+    hash recorded on its first verified read (after its files and members check out).
+    """
+    if snap.path.is_symlink() or not snap.path.is_file():
         raise IntegrityError(f"snapshot {snap.id}: manifest {snap.path} is missing")
-    manifest = json.loads(snap.path.read_text())
+    body = snap.path.read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    if snap.manifest_sha256 is not None and digest != snap.manifest_sha256:
+        raise IntegrityError(
+            f"snapshot {snap.id}: manifest {snap.path} was modified after the snapshot was written (its sha256 "
+            "differs from the one recorded in the workspace); snapshots are immutable: create a new one instead")
+    manifest = _parse_manifest(snap, body)
+    for _, info in _listed(manifest):
+        _member(snap, info["path"])
     if verify:
-        for info in manifest["files"].values():
-            f = snap.path.parent / info["path"]
-            if not f.exists():
+        for _, info in _listed(manifest):
+            f = _member(snap, info["path"])
+            if not f.is_file():
                 raise IntegrityError(f"snapshot {snap.id}: {f} is missing")
             if _sha256(f) != info["sha256"]:
                 raise IntegrityError(
                     f"snapshot {snap.id}: {f} was modified after the snapshot was written (sha256 mismatch); "
                     "snapshots are immutable: create a new one instead"
                 )
+        if snap.manifest_sha256 is None:
+            _anchor(snap, manifest, digest)
     return manifest
+
+
+def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for r in rows:
+        r["messages"] = json.loads(r["messages"])
+        r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
+    return rows
+
+
+def _split_file(snap: Snapshot, manifest: dict[str, Any], split: str) -> Path:
+    if split not in manifest["files"]:
+        raise SnapshotError(f"snapshot {snap.id} has no split {split!r}")
+    return _member(snap, manifest["files"][split]["path"])
 
 
 def read_split(ws: Workspace, ref: str | Snapshot, split: str, *, verify: bool = True) -> list[dict[str, Any]]:
     """The rows of one split as dicts, with ``messages`` and ``meta`` decoded."""
     snap = ref if isinstance(ref, Snapshot) else resolve_snapshot(ws, ref)
     manifest = load_manifest(snap, verify=verify)
-    if split not in manifest["files"]:
-        raise SnapshotError(f"snapshot {snap.id} has no split {split!r}")
-    rows = pq.read_table(snap.path.parent / manifest["files"][split]["path"]).to_pylist()
-    for r in rows:
-        r["messages"] = json.loads(r["messages"])
-        r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
-    return rows
+    return _decode(pq.read_table(_split_file(snap, manifest, split)).to_pylist())
 
 
 def diff_snapshots(ws: Workspace, a: str, b: str) -> dict[str, Any]:
@@ -414,23 +630,120 @@ def diff_snapshots(ws: Workspace, a: str, b: str) -> dict[str, Any]:
     return out
 
 
-def _safe_target(out: Path, name: str) -> Path:
-    """``out/name``, refusing any path (``..``, absolute, symlink) that ends up outside ``out``."""
-    root = out.resolve()
-    target = (out / name).resolve()
-    if target != root and root not in target.parents:
-        raise SnapshotError(f"refusing to write {out / name}: it resolves to {target}, outside {root}")
-    return out / name
+
+
+# -- export ---------------------------------------------------------------------------------------------------------
+def _inside(root: Path, target: Path) -> bool:
+    return target == root or root in target.parents
+
+
+def _read_marker(out: Path) -> dict[str, dict[str, Any]]:
+    """What earlier exports wrote into ``out`` (entry name -> format, snapshot, split); never read through a link."""
+    marker = out / EXPORT_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return {}
+    try:
+        entries = json.loads(marker.read_text(encoding="utf-8")).get("entries", {})
+    except (ValueError, AttributeError, OSError):
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {n: e for n, e in entries.items()
+            if isinstance(n, str) and isinstance(e, dict) and n not in ("", ".", "..", EXPORT_MARKER)
+            and "/" not in n and "\\" not in n}
+
+
+def _sweep_export_tmp(out: Path) -> None:
+    """Remove the staging folders that killed exports left in ``out`` (their process gone)."""
+    for p in out.iterdir():
+        m = _EXPORT_TMP.fullmatch(p.name)
+        if m and not pid_alive(int(m.group(1))):
+            _remove(p)
+
+
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A fresh folder inside ``out`` (same file system, so its entries move into place by rename)."""
+    tmp = out / f".curator-export-tmp-{os.getpid()}"
+    _remove(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_openai(rows: list[dict[str, Any]], dst: Path, messages_only: bool) -> None:
+    with dst.open("w", encoding="utf-8") as f:
+        for r in rows:
+            rec = openai_record(r["messages"], r["meta"], task=r["task"], messages_only=messages_only)
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def _export_rows(path: Path) -> list[dict[str, Any]]:
+    """A snapshot split file's rows with ``messages`` decoded and ``meta`` kept as its stored JSON text."""
+    rows = pq.read_table(path).to_pylist()
+    for r in rows:
+        r["messages"] = json.loads(r["messages"])
+    return rows
+
+
+def _export_plan(snap: Snapshot, manifest: dict[str, Any], fmt: str, split: str | None
+                 ) -> tuple[list[str], list[str]]:
+    """(splits to write, splits left out because they are empty).
+
+    The pair formats write train and eval even when one is empty (a DPO trainer asks for both).
+    """
+    if fmt in _PAIR_STYLE:
+        from curator.feedback.preferences import dpo_export_splits
+
+        return dpo_export_splits(snap.id, manifest, split), []
+    splits = [split] if split else [s for s in SPLITS if s in manifest["files"]]
+    if split is not None and split not in manifest["files"]:
+        raise SnapshotError(f"snapshot {snap.id} has no split {split!r}")
+    rows = {s: manifest["files"][s]["rows"] for s in splits}
+    if split is not None and not rows[split]:
+        raise SnapshotError(f"snapshot {snap.id} has no {split} examples: nothing to export")
+    return [s for s in splits if rows[s]], [s for s in splits if not rows[s]]
+
+
+def _entry(fmt: str, split: str) -> str:
+    if fmt == "parquet":
+        return f"{EXPORT_SPLIT_NAMES[split]}.parquet"
+    if fmt == "hf":
+        return EXPORT_SPLIT_NAMES[split]
+    return f"{split}.jsonl"
 
 
 def export_snapshot(
-    ws: Workspace, ref: str, fmt: str, out: str | Path, *, split: str | None = None, force: bool = False
+    ws: Workspace, ref: str, fmt: str, out: str | Path, *, split: str | None = None, force: bool = False,
+    messages_only: bool = False,
 ) -> dict[str, Any]:
-    """Write a snapshot as OpenAI chat JSONL, a ``datasets`` folder, or Parquet, after verifying it."""
+    """Write a verified snapshot in one of :data:`EXPORT_FORMATS` into the folder ``out``.
+
+    * ``openai``: ``train.jsonl``, ``eval.jsonl``, ``test.jsonl``: ``{"messages": [...], "task": ..., <meta keys>}``
+      (``messages_only``: just ``messages``, with their ``name``, ``weight`` and tool calls, and the ``tools``
+      list of an example that has one);
+    * ``parquet``: ``train.parquet``, ``validation.parquet``, ``test.parquet`` in the typed layout of
+      :mod:`curator.data.exchange`;
+    * ``hf``: a ``datasets.DatasetDict`` folder (``load_from_disk``) with ``train``, ``validation``, ``test`` in
+      the same layout;
+    * ``openai-dpo`` and ``trl-dpo`` (or ``dpo``): the preference pairs, ``train.jsonl`` and ``eval.jsonl``.
+
+    Empty splits are left out (``left_out``).  ``split`` (``train``, ``eval`` or ``validation``, ``test``)
+    exports one.  Entries already in ``out`` are refused unless ``force``, which replaces only what this
+    export writes (and, exporting the whole snapshot, what an earlier export of the same format wrote there,
+    as ``.curator-export.json`` lists it); anything else in ``out`` is left alone, and a link out of ``out``
+    is never written through.
+    """
     if fmt not in EXPORT_FORMATS:
         raise SnapshotError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
+    fmt = "trl-dpo" if fmt == "dpo" else fmt
+    split = "eval" if split == "validation" else split
     if split is not None and split not in SPLITS:
         raise SnapshotError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if messages_only and fmt != "openai":
+        raise SnapshotError("messages_only (--messages-only) applies to --format openai only")
     if fmt == "hf":
         require("datasets", "hf", "export --format hf")
     snap = resolve_snapshot(ws, ref)
@@ -438,62 +751,74 @@ def export_snapshot(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SnapshotError(f"{out} exists and is not a folder")
-    splits = [split] if split else list(SPLITS)
-    if fmt == "dpo":
-        from curator.feedback.preferences import dpo_export_splits, write_dpo_jsonl
-
-        splits = dpo_export_splits(snap.id, manifest, split)
-    names = {"openai": [f"{s}.jsonl" for s in splits], "parquet": [f"{s}.parquet" for s in splits], "hf": ["."],
-             "dpo": [f"{s}.jsonl" for s in splits]}[fmt]
-    if out.exists() and any(out.iterdir()):
-        clashes = [n for n in names if n == "." or (out / n).exists() or (out / n).is_symlink()]
-        if clashes and not force:
-            raise SnapshotError(f"{out} already holds an export ({', '.join(clashes)}); pass --force to overwrite")
-    targets = {n: _safe_target(out, n) for n in names if n != "."}
+    splits, left_out = _export_plan(snap, manifest, fmt, split)
+    entries = {s: _entry(fmt, s) for s in splits}
+    names = list(entries.values()) + (["dataset_dict.json"] if fmt == "hf" else [])
+    earlier = _read_marker(out) if out.is_dir() else {}
+    possible = {_entry(fmt, s) for s in SPLITS} | ({"dataset_dict.json"} if fmt == "hf" else set())
+    stale = [] if split else [n for n, e in earlier.items()
+                              if e.get("format") == fmt and n in possible and n not in names]
+    root = out.resolve()
+    for n in names + stale:
+        t = out / n
+        if t.is_symlink() and not _inside(root, t.resolve()):
+            raise SnapshotError(f"refusing to replace {t}: it is a link to {t.resolve()}, outside {root}; an export "
+                                "never writes through a link out of its folder (remove the link first)")
+    present = [n for n in names + stale if os.path.lexists(out / n)]
+    if present and not force:
+        raise SnapshotError(f"{out} already holds {', '.join(present)}; pass --force to replace "
+                            f"{'it' if len(present) == 1 else 'them'} (nothing else in the folder is touched)")
     out.mkdir(parents=True, exist_ok=True)
+    _sweep_export_tmp(out)
     written: dict[str, Any] = {}
-    if fmt == "parquet":
-        for s in splits:
-            src = snap.path.parent / manifest["files"][s]["path"]
-            dst = targets[f"{s}.parquet"]
-            if dst.is_symlink():
-                dst.unlink()
-            shutil.copyfile(src, dst)
-            written[s] = {"path": str(dst), "rows": manifest["files"][s]["rows"]}
-    elif fmt == "openai":
-        for s in splits:
-            rows = read_split(ws, snap, s, verify=False)
-            dst = targets[f"{s}.jsonl"]
-            if dst.is_symlink():
-                dst.unlink()
-            with dst.open("w", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n")
-            written[s] = {"path": str(dst), "rows": len(rows)}
-    elif fmt == "dpo":
-        for s in splits:
-            written[s] = write_dpo_jsonl(snap.path, snap.id, manifest, s, targets[f"{s}.jsonl"])
-    else:
-        import datasets
-        from datasets import Dataset, DatasetDict
+    with _staging(out) as stage:
+        if fmt == "hf":
+            _stage_hf(snap, manifest, entries, stage)
+        for s, n in entries.items():
+            if fmt == "openai":
+                _write_openai(_decode(pq.read_table(_split_file(snap, manifest, s)).to_pylist()), stage / n,
+                              messages_only)
+            elif fmt == "parquet":
+                table = export_table(_export_rows(_split_file(snap, manifest, s)), split=s)
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                       b"curator.snapshot": snap.id.encode()})
+                pq.write_table(table, stage / n)
+            elif fmt in _PAIR_STYLE:
+                from curator.feedback.preferences import write_pairs_jsonl
 
-        datasets.disable_progress_bars()
+                src = _member(snap, manifest["extra"]["preferences"][s]["path"])
+                write_pairs_jsonl(src, stage / n, _PAIR_STYLE[fmt])
+            rows = manifest["extra"]["preferences"][s]["rows"] if fmt in _PAIR_STYLE else manifest["files"][s]["rows"]
+            written[s] = {"path": str(out / n), "rows": rows}
+        # Everything is written: now replace, entry by entry (a rename replaces a link itself, never its target).
+        for n in stale:
+            _remove(out / n)
+        for n in names:
+            _remove(out / n)
+            os.replace(stage / n, out / n)
+        record = {n: e for n, e in earlier.items() if n not in stale}
+        record.update({n: {"format": fmt, "snapshot": snap.id,
+                           "split": next((s for s, e in entries.items() if e == n), None)} for n in names})
+        (stage / EXPORT_MARKER).write_text(json.dumps({"tool": f"curator-loop {__version__}", "entries": record},
+                                                      indent=2) + "\n", encoding="utf-8")
+        os.replace(stage / EXPORT_MARKER, out / EXPORT_MARKER)
+    return {"snapshot": snap.id, "format": fmt, "out": str(out), "files": written, "left_out": left_out,
+            "replaced": [n for n in present if n in names], "removed": stale}
 
-        parts = {}
-        for s in splits:
-            rows = read_split(ws, snap, s, verify=False)
-            parts[s] = Dataset.from_list(
-                [
-                    {"id": r["id"], "task": r["task"], "origin": r["origin"],
-                     "messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]}
-                    for r in rows
-                ]
-            ) if rows else Dataset.from_dict({"id": [], "task": [], "origin": [], "messages": []})
-            written[s] = {"path": str(out / s), "rows": len(rows)}
-        if force and (out / "dataset_dict.json").exists():
-            shutil.rmtree(out)
-        DatasetDict(parts).save_to_disk(str(out))
-    return {"snapshot": snap.id, "format": fmt, "out": str(out), "files": written}
+
+def _stage_hf(snap: Snapshot, manifest: dict[str, Any], entries: dict[str, str], stage: Path) -> None:
+    """The ``datasets.DatasetDict`` of the non-empty splits, saved into ``stage``."""
+    import datasets
+    from datasets import Dataset, DatasetDict, DatasetInfo
+    from datasets.table import InMemoryTable
+
+    datasets.disable_progress_bars()
+    parts = {}
+    for s, n in entries.items():
+        table = export_table(_export_rows(_split_file(snap, manifest, s)))
+        info = DatasetInfo(description=f"curator snapshot {snap.id}, split {s} (curator-loop {__version__})")
+        parts[n] = Dataset(InMemoryTable(table), info=info, split=n)
+    DatasetDict(parts).save_to_disk(str(stage))
 
 
 def snapshot_stats(ws: Workspace, ref: str | None = None) -> dict[str, Any]:
@@ -510,4 +835,4 @@ def snapshot_stats(ws: Workspace, ref: str | None = None) -> dict[str, Any]:
 def split_table(ws: Workspace, snap: Snapshot, split: str) -> pa.Table:
     """One split as an Arrow table (verified)."""
     manifest = load_manifest(snap, verify=True)
-    return pq.read_table(snap.path.parent / manifest["files"][split]["path"])
+    return pq.read_table(_split_file(snap, manifest, split))

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from curator.data.splits import SPLITS
+from curator.errors import WorkspaceError
 from curator.models import DEFAULT_CHAT_MODEL, token_lengths
 from curator.progress import progress
 from curator.snapshots import read_split, resolve_snapshot, snapshot_stats
 from curator.workspace import Workspace
 
 __all__ = ["workspace_stats"]
+
+log = logging.getLogger(__name__)
 
 
 def _percentiles(lengths: list[int]) -> dict[str, Any]:
@@ -64,14 +68,26 @@ def workspace_stats(ws: Workspace, ref: str | None = None, *, tokens: bool = Tru
         with progress("stats: counting tokens", len(todo)) as bar:
             counts = token_lengths([texts[eid] for eid in todo], model, progress=bar.advance)
         new = dict(zip(todo, counts, strict=True))
-        with ws.transaction() as con:
-            con.register("_new", pa.table({"example_id": todo, "tokens": pa.array(counts, pa.int32())}))
-            con.execute("INSERT OR IGNORE INTO token_counts SELECT example_id, ?, tokens FROM _new", [model])
-            con.unregister("_new")
+        _cache(ws, model, todo, counts)
         known.update(new)
     out["tokens"] = {s: _percentiles([known[eid] for eid in c]) for s, c in ids.items() if c}
     out["tokenizer"] = model
     return out
+
+
+def _cache(ws: Workspace, model: str, example_ids: list[str], counts: list[int]) -> None:
+    """Keep the counts in ``token_counts``.  A read-only workspace (``curator stats``) writes them in one brief
+    writer connection of its own, and skips the cache when another process holds the file."""
+    writer = Workspace(ws.path) if ws.read_only else ws
+    try:
+        with writer.transaction() as con:
+            con.register("_new", pa.table({"example_id": example_ids, "tokens": pa.array(counts, pa.int32())}))
+            con.execute("INSERT OR IGNORE INTO token_counts SELECT example_id, ?, tokens FROM _new", [model])
+            con.unregister("_new")
+    except WorkspaceError as e:
+        if not ws.read_only:
+            raise
+        log.debug("token counts not cached: %s", e)
 
 
 def _known(con: Any, model: str, example_ids: list[str]) -> dict[str, int]:

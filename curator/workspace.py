@@ -1,10 +1,17 @@
 """The workspace: a folder holding one DuckDB file, snapshots, runs and reports.
 
-One writer at a time.  DuckDB takes an exclusive lock on the database file, and a second
-process that tries to open it fails at once; we turn that into
-``WorkspaceLockedError`` ("workspace ... is in use by another process") instead of a hang.
+One writer at a time.  DuckDB takes an exclusive lock on the database file for a writer, and a
+shared one for read-only connections (several readers at once, but no reader beside a writer).
+Opening waits up to ``CURATOR_LOCK_WAIT`` seconds (default 2) for another process's hold, then
+raises ``WorkspaceLockedError`` ("workspace ... is in use by another process") instead of hanging.
 Connections are opened per operation and closed after, so a long job (training) does not
 hold the lock while it is not touching the database.
+
+A read-only workspace (``Workspace(path, read_only=True)``, what the read commands use) opens every
+connection read-only: it never creates the database, never blocks another reader, and a migration
+it finds pending is applied in one brief writer connection first.  A writer's connection, when
+opened, removes temporary files that a killed process left in the workspace (``tmp/curator-ingest-PID-*``,
+``snapshots/.ID.tmp-PID``): only those whose process is gone.
 
 Schema changes are numbered migrations (``m001_initial``, ``m002_...``: one contiguous sequence)
 applied once each, in order, and recorded by name in the ``_migrations`` table; a migration that
@@ -17,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +35,7 @@ import duckdb
 
 from curator.errors import WorkspaceError, WorkspaceLockedError
 
-__all__ = ["DB_NAME", "MIGRATIONS", "Workspace", "cursor", "default_workspace_path"]
+__all__ = ["DB_NAME", "MIGRATIONS", "Workspace", "cursor", "default_workspace_path", "pid_alive", "sweep_stale_temp"]
 
 DB_NAME = "curator.duckdb"
 ENV_VAR = "CURATOR_WORKSPACE"
@@ -75,10 +83,15 @@ def default_workspace_path() -> Path:
 
 
 class Workspace:
-    """A workspace folder.  ``with ws.connect() as con`` gives a migrated DuckDB connection."""
+    """A workspace folder.  ``with ws.connect() as con`` gives a migrated DuckDB connection.
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    ``read_only``: every connection of this object is read-only (``connect(read_only=False)`` included);
+    the database must exist already (``WorkspaceError`` otherwise).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_workspace_path()
+        self.read_only = read_only
         self._con: duckdb.DuckDBPyConnection | None = None
         self._depth = 0
 
@@ -99,6 +112,11 @@ class Workspace:
     def reports_dir(self) -> Path:
         return self.path / "reports"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch folders of running commands (``curator-ingest-PID-*``); a writer removes dead processes' ones."""
+        return self.path / "tmp"
+
     def exists(self) -> bool:
         return self.db_path.exists()
 
@@ -108,7 +126,30 @@ class Workspace:
             raise WorkspaceError(f"workspace {self.path} is not a folder")
         if read_only and not self.db_path.exists():
             raise WorkspaceError(f"no workspace at {self.path} (run `curator ingest` first, or pass --workspace)")
-        self.path.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.path.mkdir(parents=True, exist_ok=True)
+        con = self._attach_waiting(read_only)
+        try:
+            if not read_only:
+                _migrate(con)
+                sweep_stale_temp(self)
+                return con
+            if not _pending(con):
+                return con
+        except BaseException:
+            con.close()
+            raise
+        # An older workspace under a read-only command: upgrade it in one brief writer connection, then read.
+        con.close()
+        writer = self._attach_waiting(False)
+        try:
+            _migrate(writer)
+        finally:
+            writer.close()
+        return self._attach_waiting(True)
+
+    def _attach_waiting(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Attach the file, waiting up to ``CURATOR_LOCK_WAIT`` seconds while another process holds it."""
         deadline = time.monotonic() + lock_wait()
         delay = 0.02
         while True:
@@ -125,8 +166,6 @@ class Workspace:
                 self._raise_open_error(e)
             except duckdb.Error as e:
                 raise WorkspaceError(f"cannot open workspace {self.path}: {e}") from None
-        if not read_only:
-            _migrate(con)
         return con
 
     def _raise_open_error(self, e: duckdb.IOException) -> NoReturn:
@@ -140,9 +179,12 @@ class Workspace:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open (or reuse, when nested) a connection; closed when the outermost block ends."""
+        """Open (or reuse, when nested) a connection; closed when the outermost block ends.
+
+        Read-only when ``read_only`` or the workspace is.  A nested block reuses the open connection.
+        """
         if self._con is None:
-            self._con = self._open(read_only)
+            self._con = self._open(read_only or self.read_only)
         self._depth += 1
         try:
             yield self._con
@@ -230,7 +272,8 @@ def _rename_recorded(con: duckdb.DuckDBPyConnection, done: set[str]) -> set[str]
     return (done - set(stale)) | {RENAMED[old] for old in stale}
 
 
-def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+def _check_ours(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The workspace file's tables; ``WorkspaceError`` when it has tables but no curator migration record."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
                                         [_ALIAS]).fetchall()}
     if tables and "_migrations" not in tables:
@@ -239,6 +282,64 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [_ALIAS]).fetchall()[0][0]
         raise WorkspaceError(f"{path} is not a curator workspace (it has tables {', '.join(sorted(tables)[:5])} but no "
                              "curator migration record); pass another --workspace folder")
+    return tables
+
+
+def _pending(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a migration is still to be applied (read-only connections check before reading)."""
+    from curator.migrations import RENAMED
+
+    if "_migrations" not in _check_ours(con):
+        return True
+    done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    return bool(done & set(RENAMED)) or any(name not in done for name, _ in MIGRATIONS)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine); our own process counts as alive."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+_STALE = (("tmp", re.compile(r"curator-ingest-(\d+)-.*")), ("snapshots", re.compile(r"\..+\.tmp-(\d+)")))
+
+
+def sweep_stale_temp(ws: Workspace) -> list[Path]:
+    """Remove the temporary files and folders that killed processes left in the workspace; returns them.
+
+    Only entries named with the id of a process that no longer runs: ``tmp/curator-ingest-PID-*`` (an
+    ingest's conversion of a large file) and ``snapshots/.ID.tmp-PID`` (a snapshot being written).
+    """
+    removed: list[Path] = []
+    for folder, pattern in _STALE:
+        d = ws.path / folder
+        try:
+            entries = list(d.iterdir())
+        except OSError:  # no such folder (the usual case)
+            continue
+        for p in entries:
+            m = pattern.fullmatch(p.name)
+            if m is None or pid_alive(int(m.group(1))):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    _check_ours(con)
     con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
     done = _rename_recorded(con, done)

@@ -2,16 +2,20 @@
 
     .venv/bin/python scripts/hostile_inputs.py [--only SUBSTRING] [--keep DIR] [--timeout 60]
 
-Builds 117 hostile inputs (deep nesting, lone surrogates, NUL bytes, NaN, huge integers, mixed
+Builds 212 hostile inputs (deep nesting, lone surrogates, NUL bytes, NaN, huge integers, mixed
 types, trailing garbage, truncated and binary files, lines over the limit, a 2 GB file without a
 newline, a gzip bomb, CSV quoting traps, Parquet decimal/binary columns, Hugging Face split traps, a
-worker range without rows on the parallel path) and runs each through ``curator ingest`` (every
-format), ``curator validate`` or ``curator feedback ingest`` (every format) in a subprocess, on a fresh
-copy of a workspace that already holds examples.  For each it prints the outcome:
+worker range without rows on the parallel path, a file in another format than ``--format`` says,
+YAML syntax errors, Python tags and alias bombs) and runs each in a subprocess, on a fresh copy of a
+workspace that already holds examples, through every command that takes a file: ``curator ingest``
+(every ``--format``), ``validate``, ``feedback ingest`` (every format), ``generate --seeds /
+--questions / --weaknesses`` and ``--prices`` (dry runs), ``train --config``, the keys file
+(``CURATOR_KEYS_FILE``; the teacher is a closed port) and ``chat --system-file``.  For each it prints
+the outcome:
 
 * ``clear error``: exit 1 and one ``Error: ...`` line (or ``validate``'s report of the bad lines), no traceback;
 * ``usage error``: click refused an option value (exit 2, one ``Error:`` line);
-* ``accepted``: exit 0;
+* ``accepted``: exit 0 (or, for the keys file, exit 1 because the teacher is a closed port: the file was read);
 * ``traceback``: a Python traceback (a bug);
 * ``hang``: still running after ``--timeout`` seconds (a bug);
 
@@ -34,7 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +83,7 @@ class Case:
     file: str
     make: Callable[[Path], None]
     command: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # "{FILE}" in a value is the input's path
 
 
 def _write(data: bytes) -> Callable[[Path], None]:
@@ -94,6 +99,11 @@ def cases() -> list[Case]:
         if cmd == "validate":
             args = (*args, "--no-tokens")
         out.append(Case(name, file, make, [*command, "{FILE}", *args]))
+
+    def run(name: str, file: str, data: bytes | Callable[[Path], None], command: list[str],
+            env: dict[str, str] | None = None) -> None:
+        """A command that takes the file through an option (or the environment): ``{FILE}`` in ``command``."""
+        out.append(Case(name, file, data if callable(data) else _write(data), command, env or {}))
 
     good = jl(GOOD["chat"])
     # -- JSON Lines, every shape, ingest and validate -------------------------------------------------
@@ -188,6 +198,123 @@ def cases() -> list[Case]:
     add("feedback gzip truncated", "trunc.jsonl.gz", gzip.compress(jl(FB_GOOD["chat"]) * 100)[:-20], cmd="feedback")
     add("feedback garbage after array", "fb_garbage.json", json.dumps([FB_GOOD["chat"]]).encode() + b"x", cmd="feedback")
     add("feedback binary", "fb_bin.jsonl", bytes(range(256)) * 8, cmd="feedback")
+    # -- ingest: a file in another --format than its own ----------------------------------------------
+    csv_good = b"prompt,response\nq,a\n"
+    add("--format csv on JSON Lines", "chat_as.csv.jsonl", good, "--format", "csv")
+    add("--format hf on JSON Lines", "chat_as_hf.jsonl", good, "--format", "hf")
+    add("--format chat on a CSV", "csv_as_chat.csv", csv_good, "--format", "chat")
+    add("--format alpaca on chat records", "chat_as_alpaca.jsonl", good, "--format", "alpaca")
+    add("--format sharegpt on alpaca records", "alp_as_sg.jsonl", jl(GOOD["alpaca"]), "--format", "sharegpt")
+    add("--format dolly on a JSON array of chats", "arr_as_dolly.json", json.dumps([GOOD["chat"]]).encode(),
+        "--format", "dolly")
+    add("--format selfinstruct, instances not a list", "si_inst.jsonl",
+        jl({"instruction": "x", "instances": {"input": "", "output": "y"}}), "--format", "selfinstruct")
+    add("--format hf on a CSV", "csv_as_hf.csv", csv_good, "--format", "hf")
+    add("U+2028 inside a JSON string (accepted)", "u2028.jsonl", good + chat_with("", "a\u2028b"))
+    add("CR-only line ends", "cr.jsonl", good.replace(b"\n", b"\r") + good.replace(b"\n", b"\r"))
+    # -- generate --seeds / --questions / --weaknesses (dry runs: nothing is asked) -----------------------
+    gen = ["generate", "--teacher", "openai:gpt-4o-mini", "--dry-run"]
+    q_good = jl({"prompt": "How do I rotate a key?"})
+    for name, file, data in (
+        ("seeds: bad line 2", "seeds_bad.jsonl", good + b"{not json\n"),
+        ("seeds: binary", "seeds.bin.jsonl", bytes(range(256)) * 4),
+        ("seeds: missing file", "absent_seeds.jsonl", lambda p: None),
+    ):
+        run(f"generate --seeds {name}", file, data, [*gen, "--seeds", "{FILE}", "--task", "support", "--n", "2"])
+    for name, file, data in (
+        ("invalid UTF-8", "q_utf8.jsonl", q_good + b'{"prompt": "caf\xe9"}\n'),
+        ("UTF-16", "q_u16.jsonl", q_good.decode().encode("utf-16")),
+        ("binary", "q_bin.jsonl", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8),
+        ("NUL byte in a line", "q_nul.jsonl", q_good + b'{"prompt": "a\x00b"}\n'),
+        ("lone surrogate", "q_surr.jsonl", q_good + b'{"prompt": "\\ud800"}\n'),
+        ("deep nesting 100k", "q_deep.jsonl", q_good + b'{"prompt": "q", "x": ' + nested(100_000).encode() + b"}\n"),
+        ("U+2028 in a prompt (accepted)", "q_2028.jsonl", q_good + '{"prompt": "a\u2028b"}\n'.encode()),
+        ("form feed in a prompt (accepted)", "q_ff.jsonl", q_good + b'{"prompt": "a\x0cb"}\n'),
+        ("line over 8 MiB", "q_long.jsonl", q_good + b'{"prompt": "' + b"x" * (9 << 20) + b'"}\n'),
+        ("prompt a number", "q_num.jsonl", jl({"prompt": 3})),
+        ("messages end with assistant", "q_asst.jsonl", jl({"messages": CONV})),
+        ("messages content a list", "q_list.jsonl", jl({"messages": [{"role": "user", "content": ["a"]}]})),
+        ("task a list", "q_task.jsonl", jl({"prompt": "q", "task": ["a"]})),
+        ("JSON array file", "q_arr.json", json.dumps([{"prompt": "q"}]).encode()),
+        ("empty file", "q_empty.jsonl", b""),
+        ("NaN", "q_nan.jsonl", b'{"prompt": "q", "x": NaN}\n'),
+        ("a directory", "q_dir", lambda p: p.mkdir()),
+        ("FIFO", "q_fifo.jsonl", lambda p: os.mkfifo(p)),
+    ):
+        run(f"generate --questions: {name}", file, data, [*gen, "--questions", "{FILE}", "--task", "support"])
+    w_good = {"id": "w1", "task": "support", "description": "billing questions", "example_ids": []}
+    for name, file, data in (
+        ("not JSON", "w_bad.json", b"{not json"),
+        ("an object without weaknesses", "w_obj.json", b'{"groups": []}'),
+        ("empty list", "w_empty.json", b"[]"),
+        ("group a string", "w_str.json", b'["billing"]'),
+        ("id missing", "w_noid.json", json.dumps([{"description": "x"}]).encode()),
+        ("task a list", "w_task.json", json.dumps([{**w_good, "task": ["a"]}]).encode()),
+        ("task a number", "w_tasknum.json", json.dumps([{**w_good, "task": 7}]).encode()),
+        ("id an object", "w_idobj.json", json.dumps([{**w_good, "id": {"a": 1}}]).encode()),
+        ("example_ids unknown (accepted)", "w_ids.json", json.dumps([{**w_good, "example_ids": ["nope"]}]).encode()),
+        ("example_ids numbers", "w_idsnum.json", json.dumps([{**w_good, "example_ids": [1, 2]}]).encode()),
+        ("duplicate ids", "w_dup.json", json.dumps([w_good, w_good]).encode()),
+        ("deep nesting 100k", "w_deep.json", b'[{"id": "w", "x": ' + nested(100_000).encode() + b"}]"),
+        ("lone surrogate", "w_surr.json", b'[{"id": "w", "description": "\\udc00"}]'),
+        ("NaN", "w_nan.json", b'[{"id": "w", "description": "d", "x": NaN}]'),
+        ("invalid UTF-8", "w_utf8.json", b'[{"id": "w", "description": "\xff"}]'),
+        ("binary", "w_bin.json", bytes(range(256)) * 4),
+        ("a directory", "w_dir", lambda p: p.mkdir()),
+    ):
+        run(f"generate --weaknesses: {name}", file, data, [*gen, "--weaknesses", "{FILE}", "--n", "2"])
+    # -- YAML files: --prices, train --config, the keys file ------------------------------------------
+    bomb = (b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+            + b"".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n".encode()
+                       for p, c in zip("abcdefgh", "bcdefghi", strict=True)))
+    yaml_cases = (
+        ("not YAML", "bad.yaml", b"key: [unclosed\n  other: {\n"),
+        ("a YAML list", "list.yaml", b"- 1\n- 2\n"),
+        ("binary", "bin.yaml", bytes(range(256)) * 4),
+        ("invalid UTF-8", "utf8.yaml", b"openai:\n  gpt-4o-mini: {input: 1, output: \xff}\n"),
+        ("billion laughs", "bomb.yaml", bomb),
+        ("python object tag", "tag.yaml", b"x: !!python/object/apply:os.system ['echo pwned']\n"),
+        ("a directory", "ydir.yaml", lambda p: p.mkdir()),
+        ("deep nesting 10k", "deep.yaml", b"x: " + nested(10_000).encode() + b"\n"),
+    )
+    gen_prices = ["generate", "--teacher", "openai:gpt-4o-mini", "--dry-run", "--task", "support", "--n", "2",
+                  "--budget", "1", "--prices", "{FILE}"]
+    for name, file, data in (*yaml_cases,
+                             ("price .nan", "nan.yaml", b"openai:\n  gpt-4o-mini: {input: .nan, output: 1}\n"),
+                             ("price .inf", "inf.yaml", b"openai:\n  gpt-4o-mini: {input: .inf, output: 1}\n"),
+                             ("price 1e308 * 1e308", "huge.yaml", b"openai:\n  gpt-4o-mini: {input: 1e308, output: 1e308}\n"),
+                             ("price a string", "str.yaml", b"openai:\n  gpt-4o-mini: {input: cheap, output: 1}\n"),
+                             ("price negative", "neg.yaml", b"openai:\n  gpt-4o-mini: {input: -1, output: 1}\n"),
+                             ("models a list", "mlist.yaml", b"openai: [gpt-4o-mini]\n"),
+                             ("price true", "bool.yaml", b"openai:\n  gpt-4o-mini: {input: true, output: 1}\n")):
+        run(f"--prices: {name}", file, data, gen_prices)
+    train = ["train", "--snapshot", "nope", "--config", "{FILE}"]
+    for name, file, data in (*yaml_cases,
+                             ("unknown key", "unk.yaml", b"method: sft\nlerning_rate: 1e-4\n"),
+                             ("learning_rate .nan", "lrnan.yaml", b"method: sft\nlearning_rate: .nan\n"),
+                             ("learning_rate a string", "lrstr.yaml", b"method: sft\nlearning_rate: fast\n"),
+                             ("max_steps 10^30", "steps.yaml", b"method: sft\nmax_steps: 1000000000000000000000000000000\n"),
+                             ("lora_r negative", "lora.yaml", b"method: sft\nlora_r: -4\n"),
+                             ("method unknown", "meth.yaml", b"method: rlhf\n"),
+                             ("empty file (defaults, accepted)", "empty.yaml", b""),
+                             ("a list where a number goes", "lrlist.yaml", b"method: sft\nlearning_rate: [1, 2]\n")):
+        run(f"train --config: {name}", file, data, train)
+    keys_env = {"CURATOR_KEYS_FILE": "{FILE}", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    keys_cmd = ["generate", "--teacher", "anthropic:claude-3-5-haiku", "--task", "support", "--n", "1",
+                "--max-attempts", "1"]
+    for name, file, data in (*yaml_cases,
+                             ("key with a newline", "nl.yaml", b'ANTHROPIC_API_KEY: "sk-ant-abc\\nX-Evil: 1"\n'),
+                             ("key with non-ASCII", "uni.yaml", "ANTHROPIC_API_KEY: sk-ant-\u00e9\u00e9\u00e9\n".encode()),
+                             ("key a mapping", "map.yaml", b"ANTHROPIC_API_KEY: {a: 1}\n"),
+                             ("key a number", "num.yaml", b"ANTHROPIC_API_KEY: 12345678\n"),
+                             ("no such file (accepted: no key)", "absent_keys.yaml", lambda p: None)):
+        run(f"keys file: {name}", file, data, keys_cmd, keys_env)
+    # -- chat --system-file --------------------------------------------------------------------------
+    chat_cmd = ["chat", "--run", "base", "--base-model", "/nonexistent/model", "--system-file", "{FILE}", "hi"]
+    for name, file, data in (("invalid UTF-8", "sys.txt", b"You are \xff helpful."),
+                             ("binary", "sys.bin", bytes(range(256)) * 4),
+                             ("UTF-16", "sys16.txt", "You are helpful.".encode("utf-16"))):
+        run(f"chat --system-file: {name}", file, data, chat_cmd)
     return out
 
 
@@ -266,6 +393,9 @@ def _parquet(p: Path, kind: str) -> None:
 
 def _hf_dict(p: Path) -> None:
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
 
     train = Dataset.from_list([{"messages": CONV}, {"messages": [CONV[0] | {"content": "other"}, CONV[1]]}])
     test = Dataset.from_list([{"messages": CONV}])
@@ -304,10 +434,11 @@ def run_case(case: Case, base_ws: Path, work: Path, timeout: float) -> dict[str,
     path = d / case.file
     case.make(path)
     args = [a.replace("{FILE}", str(path)) for a in case.command]
+    env = {**ENV, **{k: v.replace("{FILE}", str(path)) for k, v in case.env.items()}}
     out_f, err_f = (d / "stdout").open("wb"), (d / "stderr").open("wb")
     t0 = time.monotonic()
     proc = subprocess.Popen([*CURATOR, "-w", str(ws), *args], stdout=out_f, stderr=err_f, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=d)
+                            start_new_session=True, cwd=d, env=env)
     hang, rss, status = False, 0, 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -333,6 +464,8 @@ def run_case(case: Case, base_ws: Path, work: Path, timeout: float) -> dict[str,
         outcome = "traceback"
     elif proc.returncode == 0:
         outcome = "accepted"
+    elif proc.returncode == 1 and "Error: no request succeeded" in stderr and "connection" in stderr:
+        outcome = "accepted"  # the file was fine; the teacher is a closed port (the failed request is recorded)
     elif proc.returncode == 1 and (len(error_lines) == 1 or (case.command[0] == "validate" and "errors:" in stdout)):
         outcome = "clear error"  # one Error: line, or validate's report of the bad lines
     elif proc.returncode == 2 and len(error_lines) == 1:
@@ -346,28 +479,50 @@ def run_case(case: Case, base_ws: Path, work: Path, timeout: float) -> dict[str,
     message = error_lines[0][7:] if error_lines else (stderr.strip().splitlines() or stdout.strip().splitlines() or [""])[-1]
     message = message.replace(str(d) + "/", "")
     shutil.rmtree(d)
-    return {"input": case.name, "command": " ".join(c for c in case.command if c != "{FILE}"),
+    return {"input": case.name, "command": _short(case.command),
             "outcome": outcome, "unchanged": unchanged, "seconds": round(time.monotonic() - t0, 1),
             "max_rss_mb": round(rss / 1024), "message": message[:110]}
+
+
+#: The children's environment: no real key, no proxy; a teacher, if any is asked, is a closed port.
+ENV = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.endswith("_API_KEY")
+       and k not in ("CURATOR_KEYS_FILE", "CURATOR_PRICES")}
+ENV.update(OPENAI_API_KEY="sk-hostile-not-a-real-key", OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+           CURATOR_KEYS_FILE="/nonexistent/keys.yaml", NO_PROXY="127.0.0.1,localhost", CURATOR_LOCK_WAIT="5")
+
+
+def _short(command: list[str]) -> str:
+    """The command without its file and the fixed options of the generate / train cases."""
+    skip = {"{FILE}", "--teacher", "openai:gpt-4o-mini", "anthropic:claude-3-5-haiku", "--dry-run", "--task",
+            "support", "--n", "1", "2", "--budget", "--max-attempts", "--snapshot", "nope", "--run", "base",
+            "--base-model", "/nonexistent/model", "hi"}
+    return " ".join(c for c in command if c not in skip)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="run only the inputs whose name contains this")
+    ap.add_argument("--start", type=int, default=1, help="begin at this input number")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON Lines too")
     args = ap.parse_args()
-    selected = [c for c in cases() if args.only in c.name]
+    selected = [c for c in cases()[args.start - 1:] if args.only in c.name]
     with tempfile.TemporaryDirectory(prefix="curator-hostile-") as tmp:
         work = Path(tmp)
         base = work / "base"
         seed = work / "seed.jsonl"
         seed.write_bytes(jl(*({"messages": [{"role": "user", "content": f"seed question {i}"},
                                             {"role": "assistant", "content": f"seed answer {i}"}]} for i in range(50))))
-        subprocess.run([*CURATOR, "-w", str(base), "ingest", str(seed)], check=True, capture_output=True)
+        subprocess.run([*CURATOR, "-w", str(base), "ingest", str(seed)], check=True, capture_output=True, env=ENV)
+        support = work / "support.jsonl"
+        support.write_bytes(jl(*({"messages": [{"role": "user", "content": f"How do I fix error {i} in billing?"},
+                                               {"role": "assistant", "content": f"Open billing and retry step {i}."}]}
+                                 for i in range(20))))
+        subprocess.run([*CURATOR, "-w", str(base), "ingest", str(support), "--origin", "seed", "--task", "support"],
+                       check=True, capture_output=True, env=ENV)
         rows = []
         print(f"{'#':>3}  {'input':<46} {'command':<34} {'outcome':<12} {'unch.':<5} {'s':>5} {'MB':>5}  message")
-        for i, case in enumerate(selected, 1):
+        for i, case in enumerate(selected, args.start if not args.only else 1):
             r = run_case(case, base, work, args.timeout)
             rows.append(r)
             print(f"{i:>3}  {r['input'][:46]:<46} {r['command'][:34]:<34} {r['outcome']:<12} "

@@ -10,9 +10,13 @@
         assert srv.requests[0].body["model"] == "gpt-4o-mini"
 
 Speaks ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic), plus a
-compact ``/v1/models``, ``/v1/files`` and ``/v1/fine_tuning/jobs``.  Replies to the two chat
-endpoints come from the script queue (:meth:`FakeLLMServer.script`), else from ``responder``
-(a callable), else ``"fake reply N"``.  A reply may be a plain string or a :class:`Reply`,
+compact ``/v1/models``, ``/v1/files`` and ``/v1/fine_tuning/jobs``, and the two batch APIs:
+OpenAI's ``/v1/batches`` (an uploaded JSONL of requests in, an output and an error file out) and
+Anthropic's ``/v1/messages/batches`` (with ``.../results``).  Replies to the two chat endpoints, and
+to each request of a batch, come from the script queue (:meth:`FakeLLMServer.script`), else from
+``responder`` (a callable), else ``"fake reply N"``.  A batch ends at the first poll after
+``batch_delay`` seconds, unless ``hold_batches`` is set (then at the first poll after it is cleared:
+:meth:`FakeLLMServer.release_batches`); its requests are answered when it ends.  A reply may be a plain string or a :class:`Reply`,
 which can carry a fault: see :func:`rate_limited`, :func:`server_error`, :func:`overloaded`,
 :func:`slow`, :func:`malformed`, :func:`drop`, :func:`http_error`, :func:`drip`, :func:`html_page`,
 :func:`truncated`, :func:`no_choices`, :func:`echo_key`, :func:`with_usage`.
@@ -254,9 +258,17 @@ class FakeLLMServer:
         *,
         latency: float = 0.0,
         ft_outcome: str = "succeeded",
+        batch_delay: float = 0.0,
     ) -> None:
         self.latency = latency
         self.ft_outcome = ft_outcome
+        self.batch_delay = batch_delay
+        self.hold_batches = False  # batches stay in progress until release_batches()
+        self.batches: dict[str, dict[str, Any]] = {}  # OpenAI batch id -> batch object
+        self.message_batches: dict[str, dict[str, Any]] = {}  # Anthropic batch id -> batch object (+ "_results")
+        self.batch_requests: list[RecordedRequest] = []  # each request of every batch, as it was answered
+        self._batch_input: dict[str, list[dict[str, Any]]] = {}
+        self._batch_created: dict[str, float] = {}
         self.responder: Responder | None = None
         self._queue: collections.deque[Reply] = collections.deque()
         if callable(replies):
@@ -349,6 +361,10 @@ class FakeLLMServer:
         """The latest request (to ``path``); IndexError if there is none."""
         return [r for r in self.requests if path is None or r.path == path][-1]
 
+    def release_batches(self) -> None:
+        """Let held batches end (at their next poll)."""
+        self.hold_batches = False
+
     def reset(self) -> None:
         """Forget recorded requests and queued replies (files and jobs stay)."""
         with self._lock:
@@ -398,6 +414,10 @@ class FakeLLMServer:
             return self._chat(h, rec, "openai")
         if m == "POST" and p == "/v1/messages":
             return self._chat(h, rec, "anthropic")
+        if p.startswith("/v1/messages/batches"):
+            return self._message_batches(h, rec, parts)
+        if p.startswith("/v1/batches"):
+            return self._batches(h, rec, parts)
         if m == "GET" and p == "/v1/models":
             data = [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "curator"}]
             return self._json(h, 200, {"object": "list", "data": data})
@@ -448,7 +468,18 @@ class FakeLLMServer:
             return self._error(h, flavour, reply.status, reply.message or "error", extra)
         if reply.body is not None:
             return self._json(h, 200, reply.body)
-        body = rec.body if isinstance(rec.body, dict) else {}
+        out = self._completion(rec.body, reply, flavour, n)
+        extra = {"x-request-id": f"req_fake{n}", "request-id": f"req_fake{n}"}
+        if reply.fault in ("truncated", "drip"):
+            data = json.dumps(out).encode()
+            if reply.fault == "truncated":
+                return h.send(200, data, extra, cut=len(data) // 2)
+            return h.send(200, data, extra, drip=reply.drip)
+        self._json(h, 200, out, extra)
+
+    def _completion(self, request: Any, reply: Reply, flavour: str, n: int) -> dict[str, Any]:
+        """The JSON body of a successful chat completion (openai) or message (anthropic) for ``reply``."""
+        body = request if isinstance(request, dict) else {}
         model = str(body.get("model", "fake-model"))
         msgs = body.get("messages") or []
         tin = reply.input_tokens
@@ -489,13 +520,170 @@ class FakeLLMServer:
             out.pop("usage")
         elif usage != "auto":
             out["usage"] = usage
-        extra = {"x-request-id": f"req_fake{n}", "request-id": f"req_fake{n}"}
-        if reply.fault in ("truncated", "drip"):
-            data = json.dumps(out).encode()
-            if reply.fault == "truncated":
-                return h.send(200, data, extra, cut=len(data) // 2)
-            return h.send(200, data, extra, drip=reply.drip)
-        self._json(h, 200, out, extra)
+        return out
+
+    # -- batches: OpenAI's Batch API and Anthropic's Message Batches ---------------------------------
+    def _due(self, bid: str) -> bool:
+        return not self.hold_batches and time.monotonic() - self._batch_created[bid] >= self.batch_delay
+
+    def _answer(self, path: str, body: Any, flavour: str) -> tuple[int, dict[str, Any]]:
+        """One request of a batch, answered as the chat endpoint would: (status, body)."""
+        rec = RecordedRequest(method="POST", path=path, query="", headers={}, body=body, has_auth=True)
+        with self._lock:
+            self.batch_requests.append(rec)
+        n = next(self._ids)
+        reply = self._next_reply(rec, n)
+        if reply.status != 200:
+            kind = "rate_limit_error" if reply.status == 429 else "invalid_request_error"
+            if flavour == "anthropic":
+                return reply.status, {"type": "error", "error": {"type": kind, "message": reply.message or "error"}}
+            return reply.status, {"error": {"message": reply.message or "error", "type": kind, "param": None,
+                                            "code": None}}
+        return 200, reply.body if reply.body is not None else self._completion(body, reply, flavour, n)
+
+    def _batch_list(self, h: _Handler, objects: list[dict[str, Any]]) -> None:
+        data = [_public(b) for b in reversed(objects)]
+        self._json(h, 200, {"object": "list", "data": data, "has_more": False,
+                            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+
+    def _batches(self, h: _Handler, rec: RecordedRequest, parts: list[str]) -> None:
+        m = rec.method
+        if len(parts) == 3:  # /v1/batches
+            if m == "GET":
+                return self._batch_list(h, list(self.batches.values()))
+            return self._create_batch(h, rec)
+        batch = self.batches.get(parts[3])
+        if batch is None:
+            return self._error(h, "openai", 404, f"No batch found with id '{parts[3]}'.")
+        if m == "GET" and len(parts) == 4:
+            with self._lock:
+                if batch["status"] == "in_progress" and self._due(batch["id"]):
+                    batch["status"] = "finalizing"  # a poll meanwhile sees it finalizing, and does not run it again
+                    self._run_batch(batch)
+            return self._json(h, 200, _public(batch))
+        if m == "POST" and parts[4:] == ["cancel"]:
+            with self._lock:
+                if batch["status"] in ("validating", "in_progress"):
+                    batch.update(status="cancelled", cancelled_at=int(time.time()))
+            return self._json(h, 200, _public(batch))
+        return self._error(h, "openai", 404, f"Unknown route {m} {rec.path}")
+
+    def _create_batch(self, h: _Handler, rec: RecordedRequest) -> None:
+        body = rec.body if isinstance(rec.body, dict) else {}
+        fid = body.get("input_file_id")
+        if fid not in self.files:
+            return self._error(h, "openai", 400, f"invalid input_file_id: {fid}")
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return self._error(h, "openai", 400, "endpoint must be /v1/chat/completions, completion_window 24h")
+        lines = [json.loads(x) for x in self.files[fid]["_content"].splitlines() if x.strip()]
+        ids = [x.get("custom_id") for x in lines]
+        if len(set(ids)) != len(ids) or not all(isinstance(i, str) and i for i in ids):
+            return self._error(h, "openai", 400, "custom_id values must be unique non-empty strings")
+        bid = f"batch_fake{next(self._ids)}"
+        now = int(time.time())
+        batch = {
+            "id": bid, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+            "input_file_id": fid, "completion_window": "24h", "status": "in_progress", "output_file_id": None,
+            "error_file_id": None, "created_at": now, "in_progress_at": now, "expires_at": now + 86400,
+            "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None,
+            "cancelling_at": None, "cancelled_at": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
+        }
+        with self._lock:
+            self.batches[bid] = batch
+            self._batch_input[bid] = lines
+            self._batch_created[bid] = time.monotonic()
+        self._json(h, 200, batch)
+
+    def _run_batch(self, batch: dict[str, Any]) -> None:
+        """Answer every request of an OpenAI batch into an output file (200s) and an error file (others)."""
+        out, err = [], []
+        for line in self._batch_input[batch["id"]]:
+            self._lock.release()  # a responder may take its time; the lock guards the lists only
+            try:
+                status, body = self._answer(line.get("url", "/v1/chat/completions"), line.get("body"), "openai")
+            finally:
+                self._lock.acquire()
+            n = next(self._ids)
+            entry = {"id": f"batch_req_fake{n}", "custom_id": line["custom_id"],
+                     "response": {"status_code": status, "request_id": f"req_fake{n}", "body": body}, "error": None}
+            (out if status == 200 else err).append(entry)
+        for name, entries in (("output_file_id", out), ("error_file_id", err)):
+            if entries:
+                fid = f"file-fake{next(self._ids)}"
+                content = "".join(json.dumps(e) + "\n" for e in entries).encode()
+                self.files[fid] = {"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                                   "filename": f"{batch['id']}_{name.split('_')[0]}.jsonl", "purpose": "batch_output",
+                                   "status": "processed", "_content": content}
+                batch[name] = fid
+        batch.update(status="completed", completed_at=int(time.time()), finalizing_at=int(time.time()),
+                     request_counts={"total": len(out) + len(err), "completed": len(out), "failed": len(err)})
+
+    def _message_batches(self, h: _Handler, rec: RecordedRequest, parts: list[str]) -> None:
+        m = rec.method
+        if len(parts) == 4:  # /v1/messages/batches
+            if m == "GET":
+                return self._batch_list(h, list(self.message_batches.values()))
+            return self._create_message_batch(h, rec)
+        batch = self.message_batches.get(parts[4])
+        if batch is None:
+            return self._error(h, "anthropic", 404, f"message batch {parts[4]} not found")
+        with self._lock:
+            if batch["processing_status"] == "in_progress" and not batch.get("_running") and self._due(batch["id"]):
+                batch["_running"] = True
+                self._run_message_batch(batch)
+        if m == "GET" and len(parts) == 5:
+            return self._json(h, 200, _public(batch))
+        if m == "GET" and parts[5:] == ["results"]:
+            if batch["processing_status"] != "ended":
+                return self._error(h, "anthropic", 400, "the batch is still processing")
+            data = "".join(json.dumps(r) + "\n" for r in batch["_results"]).encode()
+            return h.send(200, data, content_type="application/binary")
+        return self._error(h, "anthropic", 404, f"Unknown route {m} {rec.path}")
+
+    def _create_message_batch(self, h: _Handler, rec: RecordedRequest) -> None:
+        body = rec.body if isinstance(rec.body, dict) else {}
+        reqs = body.get("requests")
+        if not isinstance(reqs, list) or not reqs:
+            return self._error(h, "anthropic", 400, "requests: a non-empty list is required")
+        ids = [r.get("custom_id") for r in reqs if isinstance(r, dict)]
+        if len(ids) != len(reqs) or len(set(ids)) != len(ids) or not all(
+                isinstance(i, str) and 1 <= len(i) <= 64 and all(c.isalnum() or c in "-_" for c in i) for i in ids):
+            return self._error(h, "anthropic", 400, "custom_id: unique, 1-64 characters of [a-zA-Z0-9_-]")
+        bid = f"msgbatch_fake{next(self._ids)}"
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+        batch = {
+            "id": bid, "type": "message_batch", "processing_status": "in_progress",
+            "request_counts": {"processing": len(reqs), "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0},
+            "ended_at": None, "created_at": now, "expires_at": later, "archived_at": None,
+            "cancel_initiated_at": None, "results_url": None, "_results": [],
+        }
+        with self._lock:
+            self.message_batches[bid] = batch
+            self._batch_input[bid] = reqs
+            self._batch_created[bid] = time.monotonic()
+        self._json(h, 200, _public(batch))
+
+    def _run_message_batch(self, batch: dict[str, Any]) -> None:
+        results, ok, bad = [], 0, 0
+        for item in self._batch_input[batch["id"]]:
+            self._lock.release()
+            try:
+                status, body = self._answer("/v1/messages", item.get("params"), "anthropic")
+            finally:
+                self._lock.acquire()
+            if status == 200:
+                ok += 1
+                results.append({"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": body}})
+            else:
+                bad += 1
+                results.append({"custom_id": item["custom_id"], "result": {"type": "errored", "error": body}})
+        batch.update(processing_status="ended", _results=results,
+                     ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     results_url=f"{self.url}/v1/messages/batches/{batch['id']}/results",
+                     request_counts={"processing": 0, "succeeded": ok, "errored": bad, "canceled": 0, "expired": 0})
 
     # -- files and fine-tuning jobs -----------------------------------------------------------
     def _upload(self, h: _Handler, rec: RecordedRequest) -> None:

@@ -129,7 +129,7 @@ def test_core_cli_data_side(core: Path, tmp_path: Path) -> None:
     _ok(core, "snapshot", "export", snap["id"], "--format", "parquet", "--out", str(tmp_path / "parquet"),
         cwd=tmp_path)
     assert pq.read_table(tmp_path / "parquet" / "train.parquet").num_rows == 6
-    assert pq.read_table(tmp_path / "parquet" / "eval.parquet").num_rows == 3
+    assert pq.read_table(tmp_path / "parquet" / "validation.parquet").num_rows == 3
 
     # Each command that needs an extra names it with the exact pip line, exit 1, no traceback.
     for args, extra in ((("dedup", "--semantic", "0.9"), "embed"),

@@ -15,7 +15,8 @@ PACKAGES = ("curator", "trainer", "evals")
 #: Lowest first.  A module may import modules of its own layer or of a lower one, never a higher one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground floor", ("curator", "curator.errors", "curator.records", "curator.workspace", "curator.migrations",
-                      "curator.output", "curator.progress", "curator.html")),
+                      "curator.output", "curator.progress", "curator.html",
+                      "curator.yamlfile")),
     ("models and llm", ("curator.models", "curator.embed", "curator.llm")),
     ("data", ("curator.data",)),
     ("quality", ("curator.quality",)),

@@ -233,3 +233,216 @@ def test_review_sample_and_min_acceptance(reviewed) -> None:
     for bad in ({"review_sample": 0.0}, {"review_sample": 1.5}, {"min_acceptance": -0.1}):
         with pytest.raises(SnapshotError, match="must be in"):
             create_snapshot(reviewed, **bad)
+
+
+# -- hardening: the manifest anchor, paths, names, leftovers of killed processes ---------------------------------------
+def _manifest(snap) -> dict:  # noqa: ANN001
+    return json.loads(snap.path.read_text())
+
+
+def _rewrite_train(snap, manifest: dict) -> None:  # noqa: ANN001
+    """A planted change: train.parquet loses a row, and the manifest gets the new file's sha256 and count."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    f = snap.path.parent / "train.parquet"
+    table = pq.read_table(f)
+    pq.write_table(table.slice(1), f)
+    manifest["files"]["train"].update(sha256=hashlib.sha256(f.read_bytes()).hexdigest(), rows=table.num_rows - 1)
+    snap.path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _forget_anchor(ws, snap) -> None:  # noqa: ANN001
+    """What a snapshot made before manifest hashes were stored looks like."""
+    with ws.connect() as con:
+        con.execute("UPDATE snapshots SET manifest_sha256 = NULL WHERE id = ?", [snap.id])
+
+
+def test_rewritten_file_with_updated_manifest_hash_is_caught(filled) -> None:
+    from click.testing import CliRunner
+
+    from curator.cli import main
+
+    snap = create_snapshot(filled)
+    _rewrite_train(snap, _manifest(snap))
+    for call in (lambda: read_split(filled, snap.id, "test"),
+                 lambda: export_snapshot(filled, snap.id, "parquet", filled.path.parent / "x")):
+        with pytest.raises(IntegrityError, match=r"manifest .* was modified after the snapshot was written"):
+            call()
+    res = CliRunner().invoke(main, ["snapshot", "show", snap.id])
+    assert res.exit_code == 1 and res.stderr.startswith("Error: snapshot ") and "modified" in res.stderr
+    assert not (filled.path.parent / "x").exists()
+
+
+def test_manifest_paths_outside_the_folder_and_corrupt_manifests_are_refused(filled, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from curator.cli import main
+
+    snap = create_snapshot(filled)
+    _forget_anchor(filled, snap)  # even unanchored (an old snapshot), the manifest cannot point outside
+    good = _manifest(snap)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    for path in ("../../../etc/hostname", str(secret), "sub/../../x.parquet"):
+        bad = json.loads(json.dumps(good))
+        bad["files"]["test"]["path"] = path
+        snap.path.write_text(json.dumps(bad))
+        with pytest.raises(IntegrityError, match="not a file inside the snapshot folder"):
+            export_snapshot(filled, snap.id, "parquet", tmp_path / "out", force=True)
+    assert not (tmp_path / "out").exists()
+    snap.path.write_text(json.dumps(good))
+    link = snap.path.parent / "test.parquet"
+    link.unlink()
+    link.symlink_to(secret)
+    with pytest.raises(IntegrityError, match="outside the snapshot folder"):
+        read_split(filled, snap.id, "test", verify=False)
+    for body, problem in (("{not json", "not valid JSON"), ("[]", "not a JSON object"),
+                          (json.dumps({**good, "files": {"train": {"path": "train.parquet"}}}), "no valid sha256"),
+                          (json.dumps({**good, "id": "0" * 16}), "names snapshot")):
+        snap.path.write_text(body)
+        res = CliRunner().invoke(main, ["snapshot", "show", snap.id])
+        assert res.exit_code == 1 and "is corrupt (" in res.stderr and problem in res.stderr, res.output
+        assert "Traceback" not in res.output
+
+
+def test_old_snapshot_is_anchored_on_its_first_verified_read(filled) -> None:
+    snap = create_snapshot(filled)
+    recorded = resolve_snapshot(filled, snap.id).manifest_sha256
+    assert recorded and len(recorded) == 64
+    _forget_anchor(filled, snap)
+    old = resolve_snapshot(filled, snap.id)
+    assert old.manifest_sha256 is None
+    assert len(read_split(filled, old, "train", verify=False)) == old.counts["by_split"]["train"]  # not verified
+    assert resolve_snapshot(filled, snap.id).manifest_sha256 is None
+    read_split(filled, old, "train")  # verified: files match the manifest and the recorded members
+    assert resolve_snapshot(filled, snap.id).manifest_sha256 == recorded
+    _forget_anchor(filled, snap)  # a read command (read-only workspace) records it too, in a brief writer
+    from click.testing import CliRunner
+
+    from curator.cli import main
+
+    assert CliRunner().invoke(main, ["snapshot", "show", snap.id]).exit_code == 0
+    assert resolve_snapshot(filled, snap.id).manifest_sha256 == recorded
+    _rewrite_train(snap, _manifest(snap))
+    with pytest.raises(IntegrityError, match="manifest .* was modified"):
+        read_split(filled, snap.id, "train")
+
+
+def test_old_snapshot_whose_files_lost_members_is_not_anchored(filled) -> None:
+    snap = create_snapshot(filled)
+    _forget_anchor(filled, snap)
+    _rewrite_train(snap, _manifest(snap))  # consistent with its manifest, but a member is gone
+    with pytest.raises(IntegrityError, match=r"do not hold the examples the workspace recorded for it \(0 not "
+                                             r"recorded, 1 missing\)"):
+        read_split(filled, snap.id, "eval")
+    assert resolve_snapshot(filled, snap.id).manifest_sha256 is None
+
+
+def test_same_content_under_a_new_name_becomes_an_alias(filled, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from curator.cli import main
+
+    s1 = create_snapshot(filled, name="v1")
+    res = CliRunner().invoke(main, ["snapshot", "create", "--name", "v2"])
+    assert res.exit_code == 0, res.output
+    assert f"snapshot {s1.id} unchanged, same content as (v1, v2)" in res.stdout
+    assert "'v2' added as another name" in res.stdout
+    assert create_snapshot(filled, name="v2").alias_added is None  # already one of its names
+    assert resolve_snapshot(filled, "v2").id == s1.id
+    assert resolve_snapshot(filled, "v2").aliases == ["v2"]
+    show = CliRunner().invoke(main, ["snapshot", "show", "v2"])
+    assert show.exit_code == 0 and show.stdout.startswith(f"snapshot {s1.id} (v1, v2)")
+    assert "v1, v2" in CliRunner().invoke(main, ["snapshot", "list"]).stdout
+    ingest_file(filled, write_jsonl(tmp_path / "more.jsonl", [chat("one more", "x")]))
+    with pytest.raises(SnapshotError, match=f"'v2' is already used by snapshot {s1.id}"):
+        create_snapshot(filled, name="v2")
+    s3 = create_snapshot(filled, name="v3")
+    assert (s3.name, s3.aliases) == ("v3", [])
+
+
+def test_temporary_folders_of_killed_processes_are_removed(filled) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead_tmp = filled.snapshots_dir / f".{'a' * 16}.tmp-{gone.pid}"
+        live_tmp = filled.snapshots_dir / f".{'b' * 16}.tmp-{alive.pid}"
+        for d in (dead_tmp, live_tmp):
+            d.mkdir(parents=True)
+            (d / "train.parquet").write_bytes(b"half written")
+        create_snapshot(filled)
+        assert not dead_tmp.exists() and live_tmp.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+# -- hardening: export folders ----------------------------------------------------------------------------------------
+def test_force_replaces_only_what_curator_wrote(filled, tmp_path: Path) -> None:
+    from datasets import load_from_disk
+
+    snap = create_snapshot(filled)
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "dataset_dict.json").write_text("{}")  # an older export (or anything) named like one
+    (out / "notes.txt").write_text("mine")
+    (out / "keep").mkdir()
+    (out / "keep" / "data.bin").write_bytes(b"\x00")
+    with pytest.raises(SnapshotError, match=r"already holds dataset_dict.json; pass --force"):
+        export_snapshot(filled, snap.id, "hf", out)
+    res = export_snapshot(filled, snap.id, "hf", out, force=True)
+    assert res["replaced"] == ["dataset_dict.json"]
+    assert (out / "notes.txt").read_text() == "mine" and (out / "keep" / "data.bin").exists()
+    assert sorted(load_from_disk(str(out))) == ["test", "train", "validation"]
+
+    # The test examples leave: a later snapshot has no test split; --force removes the old export's test/.
+    with filled.connect() as con:
+        con.execute("UPDATE examples SET status = 'excluded' WHERE id IN (SELECT example_id FROM splits "
+                    "WHERE split = 'test')")
+    later = create_snapshot(filled)
+    res = export_snapshot(filled, later.id, "hf", out, force=True)
+    assert (res["left_out"], res["removed"]) == (["test"], ["test"])
+    assert sorted(p.name for p in out.iterdir()) == [".curator-export.json", "dataset_dict.json", "keep",
+                                                    "notes.txt", "train", "validation"]
+    assert sorted(load_from_disk(str(out))) == ["train", "validation"]
+
+
+def test_export_never_writes_through_a_link_out_of_the_folder(filled, tmp_path: Path) -> None:
+    snap = create_snapshot(filled)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "train").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SnapshotError, match="is a link to .*outside"):
+        export_snapshot(filled, snap.id, "hf", out, force=True)
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == ["train"]
+    # A link that stays inside the folder is replaced by the file itself (the link, not its target).
+    pq_out = tmp_path / "pq"
+    pq_out.mkdir()
+    (pq_out / "mine.parquet").write_bytes(b"keep me")
+    (pq_out / "train.parquet").symlink_to(pq_out / "mine.parquet")
+    export_snapshot(filled, snap.id, "parquet", pq_out, force=True)
+    assert (pq_out / "mine.parquet").read_bytes() == b"keep me" and not (pq_out / "train.parquet").is_symlink()
+
+
+def test_export_removes_staging_folders_of_killed_exports(filled, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    snap = create_snapshot(filled)
+    out = tmp_path / "oa"
+    stale = out / f".curator-export-tmp-{gone.pid}"
+    stale.mkdir(parents=True)
+    (stale / "train.jsonl").write_text("half")
+    res = export_snapshot(filled, snap.id, "openai", out, split="validation")
+    assert not stale.exists() and list(res["files"]) == ["eval"]
+    assert sorted(p.name for p in out.iterdir()) == [".curator-export.json", "eval.jsonl"]

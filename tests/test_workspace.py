@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 from helpers import chat, count_rows, write_jsonl
 
 from curator.data.ingest import ingest_file
-from curator.errors import WorkspaceError, WorkspaceLockedError
+from curator.errors import InputError, WorkspaceError, WorkspaceLockedError
 from curator.workspace import MIGRATIONS, Workspace
 
 
@@ -126,3 +127,188 @@ def test_a_brief_hold_by_another_process_is_waited_out(ws, tmp_path: Path, monke
         holder.kill()
         holder.wait()
     assert count_rows(ws)["examples"] == 2
+
+
+def _hold(db: Path, read_only: bool) -> subprocess.Popen[str]:
+    """Another process holding the workspace file (a writer, or a reader such as ``duckdb -readonly``)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, duckdb; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == '1'); "
+         "print('ready', flush=True); time.sleep(60)", str(db), "1" if read_only else "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_read_commands_open_read_only_beside_an_outside_reader(ws, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from curator.cli import main
+    from curator.snapshots import create_snapshot
+
+    monkeypatch.setenv("CURATOR_LOCK_WAIT", "0")
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat(f"q{i}", f"a{i}") for i in range(10)]))
+    create_snapshot(ws, allow_leakage=True)
+    holder = _hold(ws.db_path, read_only=True)
+    try:
+        for args in (["stats", "--no-tokens"], ["snapshot", "list"], ["snapshot", "show", "latest"],
+                     ["rounds", "list"], ["traces", "stats"], ["feedback", "stats"], ["runs", "list"]):
+            res = CliRunner().invoke(main, ["-w", str(ws.path), *args])
+            assert res.exit_code == 0, (args, res.output)
+        # a writing command still needs the file to itself
+        res = CliRunner().invoke(main, ["-w", str(ws.path), "ingest", str(write_jsonl(tmp_path / "b.jsonl", [chat("x", "y")]))])
+        assert res.exit_code == 1 and "in use by another process" in res.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_read_only_workspace_never_writes_and_upgrades_an_old_schema(ws, tmp_path: Path) -> None:
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    last = MIGRATIONS[-1][0]
+    with ws.connect() as con:  # an older workspace: the last migration not applied yet
+        con.execute("DELETE FROM _migrations WHERE name = ?", [last])
+    ro = Workspace(ws.path, read_only=True)
+    with ro.connect() as con:  # the pending migration is applied in a brief writer connection, then read-only
+        assert con.execute("SELECT count(*) FROM _migrations WHERE name = ?", [last]).fetchall()[0][0] == 1
+        assert con.execute("SELECT count(*) FROM examples").fetchall()[0][0] == 1
+        import duckdb
+
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("DELETE FROM examples")
+    with pytest.raises(WorkspaceError, match="no workspace at"):
+        with Workspace(tmp_path / "nothing", read_only=True).connect():
+            pass
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_stats_counts_tokens_without_the_write_lock(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``curator stats`` beside a reader: the token counts are computed, only their cache is skipped."""
+    from curator.stats import workspace_stats
+
+    monkeypatch.setenv("CURATOR_LOCK_WAIT", "0")
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat(f"q{i}", f"a{i}") for i in range(4)]))
+    holder = _hold(ws.db_path, read_only=True)
+    try:
+        d = workspace_stats(Workspace(ws.path, read_only=True), tokens=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sum(t["n"] for t in d["tokens"].values()) == 4
+    with ws.connect() as con:
+        assert con.execute("SELECT count(*) FROM token_counts").fetchall()[0][0] == 0
+    workspace_stats(Workspace(ws.path, read_only=True), tokens=True)  # nobody else: cached this time
+    with ws.connect() as con:
+        assert con.execute("SELECT count(*) FROM token_counts").fetchall()[0][0] == 4
+
+
+def test_ingest_takes_the_lock_before_reading_the_file(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second ingest fails on the lock, not after converting: the bad line 2 is never reached (with --ratios
+    given, nothing else would have opened the workspace before the conversion)."""
+    monkeypatch.setenv("CURATOR_LOCK_WAIT", "0")
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    bad = write_jsonl(tmp_path / "b.jsonl", [chat("q2", "a2"), '{"messages": 3}'])
+    holder = _hold(ws.db_path, read_only=False)
+    try:
+        with pytest.raises(WorkspaceLockedError):
+            ingest_file(ws, bad, ratios=(0.8, 0.1, 0.1))
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(InputError, match=r"b.jsonl:2: "):
+        ingest_file(ws, bad)
+    # a missing file is refused before the workspace is even created
+    with pytest.raises(InputError, match="no such file"):
+        ingest_file(Workspace(tmp_path / "new"), tmp_path / "absent.jsonl")
+    assert not (tmp_path / "new").exists()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_writer_removes_temp_files_of_killed_processes(ws, tmp_path: Path) -> None:
+    from curator.workspace import sweep_stale_temp
+
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    dead = _dead_pid()
+    stale = [ws.tmp_dir / f"curator-ingest-{dead}-abc", ws.snapshots_dir / f".0123456789abcdef.tmp-{dead}"]
+    live = [ws.tmp_dir / f"curator-ingest-{os.getpid()}-xyz", ws.snapshots_dir / f".fedcba9876543210.tmp-{os.getpid()}",
+            ws.snapshots_dir / "0123456789abcdef", ws.tmp_dir / "somebody-elses-file"]
+    for d in stale + live:
+        d.mkdir(parents=True)
+        (d / "part0.arrow").write_bytes(b"x" * 1000)
+    with ws.connect():  # a writer's connection sweeps
+        pass
+    assert [d.exists() for d in stale] == [False, False]
+    assert all(d.exists() for d in live)
+    with Workspace(ws.path, read_only=True).connect():  # a reader leaves everything alone
+        pass
+    assert sweep_stale_temp(ws) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_ingest_workers_die_with_their_parent(tmp_path: Path) -> None:
+    """kill -9 of the ingest process takes its busy conversion workers with it."""
+    script = (
+        "import os, sys, time, multiprocessing as mp\n"
+        "from curator.data import ingest\n"
+        "pool = mp.get_context('fork').Pool(2, initializer=ingest._die_with_parent, initargs=(os.getpid(),))\n"
+        "print(' '.join(str(p.pid) for p in pool._pool), flush=True)\n"
+        "pool.map(time.sleep, [60, 60])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    proc.kill()
+    proc.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        return "\nState:\tZ" not in state  # a zombie has ended (nobody reaps it in some containers)
+
+    deadline = time.monotonic() + 30
+    while any(running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [w for w in workers if running(w)]
+    for w in alive:
+        os.kill(w, 9)
+    assert alive == []
+
+
+def test_traces_commands_import_the_logs_from_a_read_only_workspace(ws, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`curator traces list` is a read command, but it imports new trace logs first: through a writer of its own,
+    and, when another process holds the file, it shows what was imported before instead of failing."""
+    import json
+
+    from click.testing import CliRunner
+
+    from curator.cli import main
+
+    monkeypatch.setenv("CURATOR_LOCK_WAIT", "0")
+    ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
+    trace = {"type": "trace", "v": 1, "id": "t1", "created_at": "2026-12-01 10:00:00.000001", "model": "base",
+             "run_id": None, "adapter": "base", "ab_name": None, "ab_arm": None, "user_id": None,
+             "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}],
+             "params": {}, "latency_ms": 1.0, "prompt_tokens": 1, "completion_tokens": 1, "finish_reason": "stop",
+             "meta": {}}
+    (ws.path / "traces").mkdir()
+    (ws.path / "traces" / "20261201-100000-1.jsonl").write_text(json.dumps(trace) + "\n")
+    holder = _hold(ws.db_path, read_only=True)
+    try:
+        res = CliRunner().invoke(main, ["-w", str(ws.path), "traces", "list"])
+        assert res.exit_code == 0 and "trace logs not imported now" in res.output, res.output
+    finally:
+        holder.kill()
+        holder.wait()
+    res = CliRunner().invoke(main, ["-w", str(ws.path), "traces", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [t["id"] for t in json.loads(res.stdout)] == ["t1"]

@@ -139,12 +139,15 @@ def _train_local(
     pairs: dict[str, list[dict[str, Any]]] | None,
     resume_run: Run | None = None,
 ) -> Run:
-    from trainer.hardware import check_reporters, resolve_hardware
+    from curator.models import resolve_model
+    from trainer.hardware import resolve_hardware
+    from trainer.tracking import check_reporters
 
     for module in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):
         require(module, "train", f"training ({cfg.method})")  # the [train] extra, before any run exists
     resolve_hardware(cfg.quantization, cfg.precision)  # refuse impossible settings before any run exists
     check_reporters(cfg.report_to)
+    resolve_model(cfg.base_model)  # an unknown model, or a hub id while offline, is refused before any run exists
     is_main, world = _distributed()
     payload: dict[str, Any] | None = None
     failure: BaseException | None = None
@@ -231,8 +234,11 @@ def _prepare(
             raise CuratorError(f"snapshot {snap.id} has no train preference pairs: DPO needs chosen/rejected pairs "
                                "(curator feedback ingest, then a new snapshot)")
     else:
-        train_rows = [{"id": r["id"], "messages": r["messages"]} for r in read_split(ws, snap, "train")]
-        eval_rows = [{"id": r["id"], "messages": r["messages"]} for r in read_split(ws, snap, "eval")]
+        # meta.tools: the function schemas of a tool-calling example (rendered by a template that supports tools)
+        train_rows = [{"id": r["id"], "messages": r["messages"], "meta": {"tools": r["meta"].get("tools")}}
+                      for r in read_split(ws, snap, "train")]
+        eval_rows = [{"id": r["id"], "messages": r["messages"], "meta": {"tools": r["meta"].get("tools")}}
+                     for r in read_split(ws, snap, "eval")]
 
     resume_from: Path | None = None
     if run is not None:
@@ -375,6 +381,9 @@ def _execute(ws: Workspace, cfg: SFTConfig | DPOConfig, payload: dict[str, Any],
                              finished=True)
             write_run_json(ws, run)
             if status == "succeeded":
+                from trainer.modelcard import finalize_adapter
+
+                finalize_adapter(ws, run)  # the portable base name and the model card (README.md)
                 run_log(
                     f"run {run.id} succeeded in {meta['wall_time_s']:.0f}s: adapter {adapter}, "
                     f"train loss {metrics.get('train_loss')}, best eval loss {metrics.get('best_eval_loss')}"

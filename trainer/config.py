@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Union
 import yaml
 
 from curator.errors import ConfigError
+from trainer.tracking import REPORTERS
 
 __all__ = [
     "CONFIG_DIR",
@@ -51,7 +52,6 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 QUANTIZATIONS = ("auto", "none", "4bit", "8bit")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
-REPORTERS = ("tensorboard", "wandb")
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
@@ -132,7 +132,7 @@ class _LocalConfig(_Config):
     def problems(self) -> list[str]:
         p: list[str] = []
         if not self.base_model:
-            p.append("base_model: must name a model (local:smollm2-135m-instruct or a model folder)")
+            p.append("base_model: must name a model (local:smollm2-135m-instruct, a model folder or a hub id)")
         if self.lora_r < 1:
             p.append(f"lora_r: must be >= 1 (got {self.lora_r})")
         if self.lora_alpha <= 0:
@@ -180,6 +180,8 @@ class _LocalConfig(_Config):
         bad = [r for r in self.report_to if r not in REPORTERS]
         if bad:
             p.append(f"report_to: unknown {', '.join(bad)} (choose from {', '.join(REPORTERS)}, or an empty list)")
+        elif "none" in self.report_to and len(set(self.report_to)) > 1:
+            p.append(f"report_to: 'none' cannot be combined with other reporters (got {', '.join(self.report_to)})")
         return p
 
 
@@ -266,6 +268,8 @@ DEFAULT_CONFIGS = {"sft": "smollm2-lora-cpu.yaml", "dpo": "smollm2-dpo-cpu.yaml"
 
 
 # -- type coercion --------------------------------------------------------------------------------------------
+_MAX_INT = 2**53
+
 def _field_types(cls: type[Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -315,18 +319,23 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ValueError(f"{name}: expected an integer, got {value!r}")
+        out: int | None = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+            out = value
+        elif isinstance(value, float) and value.is_integer():
+            out = int(value)
+        elif isinstance(value, str):
             try:
                 f = float(value.replace("_", ""))
             except ValueError:
                 raise ValueError(f"{name}: expected an integer, got {value!r}") from None
             if f.is_integer():
-                return int(f)
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
+                out = int(f)
+        if out is None:
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        if abs(out) > _MAX_INT:  # torch and the trainer count in 64-bit integers
+            raise ValueError(f"{name}: {out:.3g} is too large (at most 2^53)")
+        return out
     if tp is float:
         if isinstance(value, bool):
             raise ValueError(f"{name}: expected a number, got {value!r}")
@@ -429,10 +438,9 @@ def load_config(
             path = CONFIG_DIR / path
         if not path.exists():
             raise ConfigError(f"config file {config} does not exist (shipped configs: {_shipped()})")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"not valid YAML: {e}", str(path)) from None
+        from curator.yamlfile import read_yaml
+
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError("the file must hold a mapping of key: value", str(path))
         cfg = config_from_dict(data, method, source=str(path))

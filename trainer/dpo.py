@@ -22,7 +22,7 @@ from typing import Any
 from curator.errors import CuratorError
 from trainer.callbacks import MetricsLogger, OverfittingGuard, TimeBudget
 from trainer.config import DPOConfig
-from trainer.hardware import check_reporters, trl_common_args
+from trainer.hardware import trl_common_args
 from trainer.sft import TrainJob, setup_model, train_and_save
 
 __all__ = ["train_dpo"]
@@ -61,7 +61,6 @@ def train_dpo(job: TrainJob) -> dict[str, Any]:
         beta=cfg.beta,
         loss_type=[cfg.loss_type],
     )
-    check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
     metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
     guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
     budget = TimeBudget(cfg.max_train_time_s, log=log, steps=cfg.stop_after_steps)

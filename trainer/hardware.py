@@ -17,18 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import ConfigError
-from curator.models import resolve_model
+from curator.models import load_pretrained
 
-__all__ = ["CPU_4BIT_REFUSAL", "Hardware", "check_reporters", "load_base_model", "resolve_hardware", "trl_common_args"]
+__all__ = ["CPU_4BIT_REFUSAL", "Hardware", "load_base_model", "resolve_hardware", "trl_common_args"]
 
 CPU_4BIT_REFUSAL = (
     "quantization 4bit is refused on CPU: bitsandbytes 0.50 repacks 4-bit weights after any evaluation or "
     "generate() in eval mode, and later LoRA gradients are silently wrong (gradient cosine 0.05 against a "
     "reference). Use quantization=none (the CPU default) or 8bit, or train 4-bit (QLoRA) on a CUDA GPU"
 )
-
-
-_USER_TB_DIR = os.environ.get("TENSORBOARD_LOGGING_DIR")
 
 
 @dataclass
@@ -78,29 +75,11 @@ def resolve_hardware(quantization: str, precision: str, *, device: str | None = 
     return Hardware(dev, quant, prec, world, rank)
 
 
-def check_reporters(report_to: list[str], run_dir: Path | None = None) -> None:
-    """Refuse a ``report_to`` whose package is missing (with the pip line); point TensorBoard at the run folder."""
-    import importlib.util
-
-    missing = []
-    if "tensorboard" in report_to:
-        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
-            missing.append("report_to tensorboard needs TensorBoard: pip install tensorboard")
-        elif run_dir is not None:
-            if _USER_TB_DIR is None:  # read by TensorBoardCallback when the trainer is built
-                os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
-    if "wandb" in report_to and importlib.util.find_spec("wandb") is None:
-        missing.append("report_to wandb needs Weights & Biases: pip install wandb (then wandb login)")
-    if missing:
-        raise ConfigError(missing)
-
-
 def load_base_model(base_model: str, hw: Hardware, *, gradient_checkpointing: bool) -> Any:
     """The base causal LM for LoRA training (quantized and prepared for k-bit training when asked)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model(base_model)
     kwargs: dict[str, Any] = {}
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[hw.precision]
     if hw.device == "cuda":
@@ -119,7 +98,7 @@ def load_base_model(base_model: str, hw: Hardware, *, gradient_checkpointing: bo
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         if hw.device == "cuda":
             kwargs["device_map"] = {"": hw.local_rank}
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    model = load_pretrained(AutoModelForCausalLM, base_model, **kwargs)
     if hw.quantization in ("4bit", "8bit"):
         from peft import prepare_model_for_kbit_training
 
@@ -166,7 +145,7 @@ def trl_common_args(cfg: Any, hw: Hardware, out_dir: Path, *, run_name: str, pro
         "metric_for_best_model": "eval_loss",
         "greater_is_better": False,
         "logging_steps": cfg.logging_steps,
-        "report_to": list(cfg.report_to) or "none",
+        "report_to": "none",  # trainer.tracking adds the reporters, pointed at the run folder
         "disable_tqdm": not progress,
         "dataloader_num_workers": 0,
         "remove_unused_columns": True,

@@ -1,9 +1,11 @@
 """Training runs: the ``runs`` table and the ``runs/<id>/`` folders.
 
 A run folder holds ``adapter/`` (``adapter_model.safetensors`` + ``adapter_config.json``, loadable
-with ``PeftModel.from_pretrained(base, path)``), ``config.yaml`` (the resolved config),
-``metrics.jsonl`` (one line per logged step), ``train.log``, ``run.json`` (snapshot id, base model,
-library versions, wall time, peak memory, final metrics) and, while training, ``checkpoints/``.
+with ``PeftModel.from_pretrained(base, path)``, and ``README.md``, its model card: see
+:mod:`trainer.modelcard`), ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per
+logged step), ``train.log``, ``run.json`` (snapshot id, base model, library versions, wall time,
+peak memory, final metrics), ``tb/`` with ``report_to: [tensorboard]`` (and ``wandb/``, ``mlflow.db``
+for the other reporters) and, while training, ``checkpoints/``.
 
 Run ids are short, unique and sortable: ``r-20261128-121500-ab12``.  ``adapter_path`` is stored
 relative to the workspace (``runs/<id>/adapter``).  Connections are opened only around each

@@ -6,7 +6,8 @@
    completion-only sequences rendered with ``curator.models.render_chat`` (see :mod:`trainer.data`).
    The test split is never read here.
 3. train: TRL ``SFTTrainer``, evaluating every ``eval_steps``, checkpoints beside the evaluations,
-   the overfitting guard, metrics to ``metrics.jsonl``; resumes from a checkpoint when given one.
+   the overfitting guard, metrics to ``metrics.jsonl`` (and to TensorBoard / W&B / MLflow with
+   ``report_to``, see :mod:`trainer.tracking`); resumes from a checkpoint when given one.
 4. save: the adapter (safetensors) to ``runs/<id>/adapter``; checkpoints are removed.
 5. cleanup: free the model; return the metrics.
 """
@@ -23,7 +24,7 @@ from typing import Any
 from curator.models import load_tokenizer
 from trainer.callbacks import MetricsLogger, OverfittingGuard, TimeBudget, use_progress
 from trainer.config import SFTConfig
-from trainer.hardware import check_reporters, load_base_model, resolve_hardware, trl_common_args
+from trainer.hardware import load_base_model, resolve_hardware, trl_common_args
 
 __all__ = ["TrainJob", "train_sft"]
 
@@ -86,10 +87,16 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     train_ds, train_stats = sft_dataset(tokenizer, job.train_rows, cfg.max_seq_length)
     eval_rows = job.eval_rows[: cfg.max_eval_examples] if cfg.max_eval_examples else job.eval_rows
     eval_ds, eval_stats = sft_dataset(tokenizer, eval_rows, cfg.max_seq_length)
+    no_tools = train_stats["excluded_tool_calls"] + eval_stats["excluded_tool_calls"]
+    if no_tools:  # never a silent drop: the count is also in the run's metrics (data.*.excluded_tool_calls)
+        log(f"left out {train_stats['excluded_tool_calls']} train and {eval_stats['excluded_tool_calls']} eval "
+            f"examples with tool calls: the chat template of {cfg.base_model} cannot render tool calls (it never "
+            "mentions tool_calls); train on a base model whose template supports tools to learn them")
     if len(train_ds) == 0:
         from curator.errors import CuratorError
 
-        raise CuratorError("the snapshot's train split has no example with an assistant answer to learn")
+        raise CuratorError("the snapshot's train split has no example with an assistant answer to learn"
+                           + (" (its examples with tool calls were left out, see above)" if no_tools else ""))
     has_eval = len(eval_ds) > 0
     log(f"train {len(train_ds)} sequences ({train_stats['target_tokens']} answer tokens, "
         f"{train_stats['truncated']} truncated, {train_stats['dropped']} dropped); "
@@ -103,7 +110,6 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
         packing=False,
         completion_only_loss=None,  # our sequences carry their own labels
     )
-    check_reporters(cfg.report_to, job.run_dir)  # TensorBoard logs go to runs/<id>/tensorboard
     metrics_cb = MetricsLogger(job.run_dir / "metrics.jsonl", log=log)
     guard = OverfittingGuard(cfg.overfit_patience, cfg.overfit_min_delta, log=log)
     budget = TimeBudget(cfg.max_train_time_s, log=log, steps=cfg.stop_after_steps)
@@ -128,7 +134,13 @@ def train_and_save(job: TrainJob, trainer: Any, metrics_cb: MetricsLogger, guard
     if job.resume_from is not None:
         _replay(guard, job.resume_from)
         job.log(f"resuming from {job.resume_from.name}")
-    result = trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    from trainer.tracking import reporting
+
+    # report_to: TensorBoard / W&B / MLflow callbacks writing into the run folder, for the training only
+    with reporting(job.cfg.report_to, job.run_dir, enabled=trainer.is_world_process_zero()) as reporters:
+        for callback in reporters:
+            trainer.add_callback(callback)
+        result = trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
     adapter_dir = job.run_dir / "adapter"
     trainer.save_model(str(adapter_dir))
     metrics = _metrics(trainer, result, metrics_cb, guard)

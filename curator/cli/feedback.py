@@ -43,13 +43,16 @@ def feedback() -> None:
                    "semantic also adds the semantic leakage check).")
 @click.option("--no-gates", is_flag=True, help="Store positives without the duplicate and eval/test leakage gates.")
 @click.option("--sft-chosen", is_flag=True, help="HH-RLHF / pairs: also store the chosen answers as SFT examples.")
+@click.option("--pii-backend", type=click.Choice(["patterns", "presidio"]),
+              help="PII scrubber: patterns (fast, no model) or presidio (adds person names and places; the [pii] "
+                   "extra). Default: the workspace setting pii_backend, else patterns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], from_traces: bool, fmt: str, task: str | None,
                min_rating: float | None,
                positive_threshold: float | None, negative_threshold: float | None, rating_field: str | None,
                messages_field: str | None, trace_field: str | None, skip_invalid: bool, gate_list: str | None, no_gates: bool,
-               sft_chosen: bool, as_json: bool) -> None:
+               sft_chosen: bool, pii_backend: str | None, as_json: bool) -> None:
     """Ingest feedback files (one transaction per file; the same file twice adds nothing).
 
     \b
@@ -66,7 +69,7 @@ def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], from_traces: bool, f
         if files:
             raise click.UsageError("give FILES or --traces, not both")
         _ingest_traces(ws, task, positive_threshold if min_rating is None else min_rating, negative_threshold,
-                       False if no_gates else (gate_list or True), as_json)
+                       False if no_gates else (gate_list or True), as_json, pii_backend)
         return
     if not files:
         raise click.UsageError("give feedback FILES, or --traces for the traces of `curator serve`")
@@ -75,7 +78,8 @@ def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], from_traces: bool, f
         r = ingest_feedback(ws, f, fmt=fmt, task=task, min_rating=min_rating, positive_threshold=positive_threshold,
                             negative_threshold=negative_threshold, rating_field=rating_field,
                             messages_field=messages_field, trace_field=trace_field, skip_invalid=skip_invalid,
-                            gates=False if no_gates else (gate_list or True), sft_chosen=sft_chosen)
+                            gates=False if no_gates else (gate_list or True), sft_chosen=sft_chosen,
+                            pii_backend=pii_backend)
         reports.append(r.to_dict())
         if not as_json:
             click.echo(render_report(r.to_dict()))
@@ -86,10 +90,11 @@ def ingest_cmd(ctx: click.Context, files: tuple[Path, ...], from_traces: bool, f
 
 
 def _ingest_traces(ws: Any, task: str | None, positive: float | None, negative: float | None, gates: Any,
-                   as_json: bool) -> None:
+                   as_json: bool, pii_backend: str | None = None) -> None:
     from curator.feedback.tracelog import ingest_traces
 
-    r = ingest_traces(ws, task=task, positive_threshold=positive, negative_threshold=negative, gates=gates).to_dict()
+    r = ingest_traces(ws, task=task, positive_threshold=positive, negative_threshold=negative, gates=gates,
+                      pii_backend=pii_backend).to_dict()
     if as_json:
         echo_json(r)
         return

@@ -74,7 +74,8 @@ class Number(click.ParamType[float]):
 
 
 #: Commands that only read: on a folder that holds no workspace they say so (exit 1) instead of
-#: creating an empty one.  Every other command creates the workspace when it is missing.
+#: creating an empty one, and they open the database read-only (beside other readers, such as a
+#: ``duckdb -readonly`` shell).  Every other command creates the workspace when it is missing.
 READ_COMMANDS = frozenset({
     "stats", "compare", "lineage", "weaknesses", "evals", "chat", "export-model", "feedback list", "feedback pairs",
     "feedback stats", "rounds list", "rounds report", "runs list", "runs show", "snapshot diff", "snapshot export",
@@ -94,12 +95,15 @@ def _command_name(ctx: click.Context) -> str:
 def workspace(ctx: click.Context) -> Workspace:
     """The workspace chosen with ``--workspace`` / ``CURATOR_WORKSPACE``.
 
-    For a command of :data:`READ_COMMANDS` the workspace must exist already (``WorkspaceError`` otherwise).
+    For a command of :data:`READ_COMMANDS` the workspace must exist already (``WorkspaceError`` otherwise),
+    and it is opened read-only.
     """
     ws: Workspace = ctx.find_root().obj["workspace"]
-    if not ws.exists() and _command_name(ctx) in READ_COMMANDS:
-        raise WorkspaceError(f"no workspace at {ws.path} (nothing ingested there yet): pass --workspace DIR "
-                             "or set CURATOR_WORKSPACE, or start one with `curator ingest`")
+    if _command_name(ctx) in READ_COMMANDS:
+        if not ws.exists():
+            raise WorkspaceError(f"no workspace at {ws.path} (nothing ingested there yet): pass --workspace DIR "
+                                 "or set CURATOR_WORKSPACE, or start one with `curator ingest`")
+        ws.read_only = True
     return ws
 
 

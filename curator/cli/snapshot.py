@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from curator.cli.kit import CuratorGroup
 from curator.cli.kit import workspace as _ws
 from curator.output import echo_json, table
+
+if TYPE_CHECKING:
+    from curator.snapshots import Snapshot
 
 __all__ = ['snapshot']
 
@@ -36,6 +40,9 @@ def snapshot_create(ctx: click.Context, name: str | None, allow_leakage: bool, r
                     review_sample: float | None, min_acceptance: float | None, as_json: bool) -> None:
     """Freeze the active examples and their splits.
 
+    When the same content was snapshotted before under another name, --name adds an alias: both names
+    then refer to the one snapshot.
+
     The review options make it a gate on `curator review`: the refusal names each origin with its
     reviewed and accepted counts and what was needed; the gate is recorded in the manifest.
 
@@ -53,8 +60,11 @@ def snapshot_create(ctx: click.Context, name: str | None, allow_leakage: bool, r
         return
     verb = "created" if snap.created else "unchanged, same content as"
     c = snap.counts
-    click.echo(f"snapshot {snap.id} {verb}" + (f" ({snap.name})" if snap.name else "")
+    click.echo(f"snapshot {snap.id} {verb}" + (f" ({_names(snap)})" if snap.name else "")
                + f": {c.get('total', 0)} examples, " + ", ".join(f"{k} {v}" for k, v in sorted(c.get("by_split", {}).items())))
+    if snap.alias_added:
+        click.echo(f"  the data did not change since {snap.name}: {snap.alias_added!r} added as another name of "
+                   f"snapshot {snap.id}")
     click.echo(f"  {snap.path.parent}")
     if snap.review_gate:
         click.echo("  review gate passed: " + "; ".join(
@@ -76,9 +86,13 @@ def snapshot_list(ctx: click.Context, as_json: bool) -> None:
     if not snaps:
         click.echo("no snapshots yet: run `curator snapshot create`")
         return
-    rows = [(s.id, s.name or "", s.created_at, s.counts.get("total"), s.counts["by_split"].get("train", 0),
+    rows = [(s.id, _names(s), s.created_at, s.counts.get("total"), s.counts["by_split"].get("train", 0),
              s.counts["by_split"].get("eval", 0), s.counts["by_split"].get("test", 0), s.parent_id or "") for s in snaps]
     click.echo(table(["id", "name", "created", "total", "train", "eval", "test", "parent"], rows))
+
+
+def _names(snap: Snapshot) -> str:
+    return ", ".join(n for n in (snap.name, *snap.aliases) if n)
 
 
 @snapshot.command("show")
@@ -86,7 +100,7 @@ def snapshot_list(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def snapshot_show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show a snapshot (id, id prefix, name or 'latest'); verifies its files."""
+    """Show a snapshot (id, id prefix, name or 'latest'); verifies its manifest and files."""
     from curator.snapshots import load_manifest, resolve_snapshot
 
     snap = resolve_snapshot(_ws(ctx), ref)
@@ -94,7 +108,7 @@ def snapshot_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(manifest)
         return
-    click.echo(f"snapshot {snap.id}" + (f" ({snap.name})" if snap.name else "") + f", created {manifest['created_at']}"
+    click.echo(f"snapshot {snap.id}" + (f" ({_names(snap)})" if snap.name else "") + f", created {manifest['created_at']}"
                + (f", parent {snap.parent_id}" if snap.parent_id else ""))
     c = manifest["counts"]
     for key in ("by_split", "by_origin", "by_task"):
@@ -128,25 +142,46 @@ def snapshot_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 
 @snapshot.command("export")
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(["openai", "hf", "parquet", "dpo"]), default="openai",
-              show_default=True, help="dpo: prompt/chosen/rejected JSONL of the preference pairs, for TRL's DPOTrainer.")
-@click.option("--split", type=click.Choice(["train", "eval", "test"]), help="Export one split only.")
+@click.option("--format", "fmt", type=click.Choice(["openai", "hf", "parquet", "openai-dpo", "trl-dpo", "dpo"]),
+              default="openai", show_default=True,
+              help="openai: chat JSONL; hf: a datasets DatasetDict folder; parquet: typed Parquet per split; "
+                   "openai-dpo / trl-dpo: the preference pairs for OpenAI or TRL DPO (dpo = trl-dpo).")
+@click.option("--split", type=click.Choice(["train", "eval", "validation", "test"]),
+              help="Export one split only (validation = eval).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+@click.option("--force", is_flag=True,
+              help="Replace what an earlier export wrote there (only curator's files; nothing else is touched).")
+@click.option("--messages-only", is_flag=True, help="openai: write only `messages` (no task or meta keys).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def snapshot_export(ctx: click.Context, ref: str, fmt: str, split: str | None, out: Path, force: bool,
-                    as_json: bool) -> None:
-    """Write a snapshot as OpenAI chat JSONL, a `datasets` folder (load_from_disk), Parquet, or DPO pairs.
+                    messages_only: bool, as_json: bool) -> None:
+    """Write a snapshot for other tools: OpenAI or Hugging Face, Parquet, DPO pairs.
+
+    \b
+    openai      train/eval/test.jsonl: messages (with name, weight), task and meta keys
+    hf          DatasetDict folder (datasets.load_from_disk): train, validation, test
+    parquet     train/validation/test.parquet: messages list<struct>, meta JSON
+    openai-dpo  train/eval.jsonl: input, preferred_output, non_preferred_output
+    trl-dpo     train/eval.jsonl: prompt, chosen, rejected (TRL's DPOTrainer)
+
+    Empty splits are left out. `curator ingest` reads every example format back
+    (validation is eval again), `curator feedback ingest` the pair formats.
 
     \b
     curator snapshot export latest --format openai --out exports/v1
+    curator snapshot export v1 --format parquet --out exports/v1-pq
+    curator snapshot export v1 --format openai-dpo --out exports/v1-dpo
     """
     from curator.snapshots import export_snapshot
 
-    d = export_snapshot(_ws(ctx), ref, fmt, out, split=split, force=force)
+    d = export_snapshot(_ws(ctx), ref, fmt, out, split=split, force=force, messages_only=messages_only)
     if as_json:
         echo_json(d)
         return
     for s, info in d["files"].items():
         click.echo(f"{s}: {info['rows']} rows -> {info['path']}")
+    for s in d["left_out"]:
+        click.echo(f"{s}: empty, left out")
+    if d["removed"]:
+        click.echo("removed from an earlier export: " + ", ".join(d["removed"]))

@@ -53,11 +53,17 @@ def _run_line(run: Any) -> str:
 @click.option("--yes", "-y", is_flag=True, help="OpenAI backend: start without asking to confirm the cost.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.option("--launcher", type=click.Choice(["none", "accelerate"]), default="none", show_default=True,
+              help="accelerate: run the training in several processes (one per GPU) with `accelerate launch`.")
+@click.option("--accelerate-config", default="ddp", show_default=True, metavar="ddp|fsdp|zero2|PATH",
+              help="With --launcher accelerate: a shipped config (ddp, fsdp, zero2) or an accelerate config file.")
+@click.option("--num-processes", type=click.IntRange(min=1),
+              help="With --launcher accelerate: processes to start (default: one per CUDA GPU).")
 @click.argument("overrides", nargs=-1)
 @click.pass_context
 def train_cmd(ctx: click.Context, snapshot: str, config: Path | None, method: str, backend: str,
               base_run: str | None, quantization: str | None, yes: bool, no_progress: bool, as_json: bool,
-              overrides: tuple[str, ...]) -> None:
+              launcher: str, accelerate_config: str, num_processes: int | None, overrides: tuple[str, ...]) -> None:
     """Train on a snapshot: a LoRA adapter (local) or a hosted fine-tune (--backend openai).
 
     OVERRIDES are key=value pairs that replace config values.  A run identical to a finished one
@@ -68,10 +74,15 @@ def train_cmd(ctx: click.Context, snapshot: str, config: Path | None, method: st
     curator train --snapshot v1 --config configs/smollm2-lora-cpu.yaml max_steps=3 learning_rate=1e-4
     curator train --snapshot v1 --method dpo --base-run r-20261128-121500-ab12
     curator train --snapshot v1 --backend openai --yes
+    curator train --snapshot v1 --launcher accelerate --accelerate-config ddp --num-processes 4
     """
     from trainer.api import train
 
     ovr = list(overrides) + ([f"quantization={quantization}"] if quantization else [])
+    if launcher == "accelerate":
+        _launch(ctx, snapshot, config, method, backend, base_run, yes, no_progress, as_json, accelerate_config,
+                num_processes, ovr)
+        return
     confirm = None if yes else (lambda text: click.confirm("Start this fine-tuning job?", default=False, err=True))
     run = train(workspace(ctx), snapshot, config=config, overrides=ovr, backend=backend, method=method,
                 base_run=base_run, log=log, progress=not no_progress, confirm=confirm)
@@ -82,6 +93,31 @@ def train_cmd(ctx: click.Context, snapshot: str, config: Path | None, method: st
         return
     verb = "reused" if run.reused else run.status
     click.echo(f"run {run.id} {verb}: {_run_line(run)}")
+
+
+def _launch(ctx: click.Context, snapshot: str, config: Path | None, method: str, backend: str, base_run: str | None,
+            yes: bool, no_progress: bool, as_json: bool, accelerate_config: str, num_processes: int | None,
+            overrides: list[str]) -> None:
+    """``--launcher accelerate``: the same ``curator train`` in every process of ``accelerate launch``."""
+    from trainer.config import load_config
+    from trainer.launch import launch_accelerate
+
+    if backend != "local":
+        raise click.UsageError("--launcher accelerate trains here (--backend local), not with a hosted backend")
+    cfg = load_config(config, method=method, overrides=overrides)  # a bad config fails here, not in N processes
+    args = ["--snapshot", snapshot, "--method", method]
+    args += ["--config", str(Path(config).resolve())] if config is not None else []
+    args += ["--base-run", base_run] if base_run else []
+    args += ["--yes"] if yes else []
+    args += ["--no-progress"] if no_progress else []
+    args += ["--json"] if as_json else []
+    ws = workspace(ctx)
+    log(f"accelerate launch: {accelerate_config} config, "
+        + (f"{num_processes} processes" if num_processes else "one process per GPU"))
+    rc = launch_accelerate(ws.path, [*args, *overrides], config=accelerate_config, num_processes=num_processes,
+                           quantization=getattr(cfg, "quantization", None))
+    if rc != 0:
+        raise click.exceptions.Exit(rc)
 
 
 @click.group("runs", cls=CuratorGroup)
@@ -257,7 +293,13 @@ def chat_cmd(ctx: click.Context, runs: tuple[str, ...], system: str | None, syst
 
     ws = workspace(ctx)
     if system_file is not None:
-        system = system_file.read_text(encoding="utf-8").strip()
+        from curator.errors import InputError
+
+        raw = system_file.read_bytes()
+        try:
+            system = raw.decode("utf-8-sig").strip()
+        except UnicodeDecodeError as e:
+            raise InputError("not UTF-8 text", system_file, raw.count(b"\n", 0, e.start) + 1) from None
     refs = [r if r == "base" else get_run(ws, r).id for r in runs]
     log("loading the base model and adapters ...")
     stack = AdapterStack(ws, refs, base_model=base_model)
@@ -289,19 +331,36 @@ def chat_cmd(ctx: click.Context, runs: tuple[str, ...], system: str | None, syst
 
 @click.command("export-model")
 @click.argument("run_id")
-@click.option("--merge", is_flag=True, help="Merge the adapter into the base weights (required: the only export).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--force", is_flag=True, help="Overwrite a non-empty output folder.")
+@click.option("--format", "fmt", type=click.Choice(["hf", "gguf"]), default="hf", show_default=True,
+              help="hf: a transformers model folder; gguf: one GGUF file for llama.cpp and Ollama.")
+@click.option("--outtype", type=click.Choice(["f16", "f32"]), default="f16", show_default=True,
+              help="GGUF weights: f16 (half the size) or f32 (the merged weights exactly).")
+@click.option("--merge", is_flag=True, help="Merge the adapter into the base weights (every format does; optional).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder (hf) or .gguf file (gguf).")
+@click.option("--force", is_flag=True, help="Overwrite a non-empty output folder or an existing file.")
 @click.pass_context
-def export_model_cmd(ctx: click.Context, run_id: str, merge: bool, out: Path, force: bool) -> None:
-    """Write a run's adapter merged into its base model: a folder AutoModelForCausalLM.from_pretrained loads.
+def export_model_cmd(ctx: click.Context, run_id: str, fmt: str, outtype: str, merge: bool, out: Path,
+                     force: bool) -> None:
+    """Write a run's adapter merged into its base model: a model folder, or a GGUF file.
+
+    The hf folder loads with AutoModelForCausalLM.from_pretrained and carries the run's model card
+    (README.md); the GGUF file runs in llama.cpp and Ollama.  The run's adapter folder gets its card
+    refreshed too (with the evaluations recorded since training).
 
     \b
-    curator export-model r-20261128-121500-ab12 --merge --out models/support-v1
+    curator export-model r-20261128-121500-ab12 --out models/support-v1
+    curator export-model r-20261128-121500-ab12 --format gguf --out support-v1.gguf
+    curator export-model latest --format gguf --outtype f32 --out support-v1-f32.gguf
     """
+    ws = workspace(ctx)
+    if fmt == "gguf":
+        from trainer.gguf_export import export_gguf
+
+        path = export_gguf(ws, run_id, out, outtype=outtype, force=force)
+        click.echo(f"GGUF ({outtype}) written to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+        return
     from trainer.adapters import export_merged
 
-    if not merge:
-        raise click.UsageError("pass --merge: export-model writes the base model with the adapter merged in")
-    path = export_merged(workspace(ctx), run_id, out, force=force)
+    path = export_merged(ws, run_id, out, force=force)
     click.echo(f"merged model written to {path}")

@@ -189,7 +189,7 @@ def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool)
         meta["source"] = {**src_meta, ctx.unit: row.line}
         messages = normalize_messages(row.messages)
         try:
-            cols.append(_example_id(messages), messages, row_task, ctx.origin, ctx.source, None, meta,
+            cols.append(_example_id(messages, meta.get("tools")), messages, row_task, ctx.origin, ctx.source, None, meta,
                         ctx.split or _dataset_split(row.split))
         except RowError as e:
             bad.append(BadRow(row.line, str(e)))
@@ -222,6 +222,35 @@ def _split_ranges(path: Path, parts: int) -> list[tuple[int, int, int]]:
             for pos in range(a, b, chunk):
                 line += f.read(min(chunk, b - pos)).count(b"\n")
     return ranges
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the ingest process ends, even by ``kill -9``.
+
+    Linux: the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``).  Elsewhere a daemon thread
+    checks every half second whether the parent is still there.
+    """
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        ok = False
+    if ok:
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+        return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class _NoPandas(importlib.abc.MetaPathFinder):
@@ -284,14 +313,20 @@ def _shape_row(mod: Any, n: int, rec: Any) -> Iterable[Row | BadRow]:
         yield Row(n, messages, meta)
 
 
-def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, float, float], stop: bool
-                      ) -> tuple[pa.Table, list[BadRow], int]:
-    """Convert a large JSON Lines file in worker processes, one byte range each; rows in file order."""
+def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, float, float], stop: bool,
+                      tmp_root: Path) -> tuple[pa.Table, list[BadRow], int]:
+    """Convert a large JSON Lines file in worker processes, one byte range each; rows in file order.
+
+    The workers' Arrow files go to ``tmp_root/curator-ingest-PID-*`` (the workspace's ``tmp`` folder), removed
+    at the end; after a kill -9 the next writer of the workspace removes it (:func:`curator.workspace.sweep_stale_temp`).
+    The workers end with this process, even when it is killed.
+    """
     parts = min(os.cpu_count() or 2, 4)
-    with tempfile.TemporaryDirectory(prefix="curator-ingest-") as tmp:
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"curator-ingest-{os.getpid()}-", dir=tmp_root) as tmp:
         jobs = [(str(path), a, b, line, src.format, ctx, stop, ratios, os.path.join(tmp, f"part{i}.arrow"))
                 for i, (a, b, line) in enumerate(_split_ranges(path, parts))]
-        with mp.get_context("fork").Pool(parts) as pool:
+        with mp.get_context("fork").Pool(parts, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             results = pool.map(_convert_range, jobs)
         tables, bad, n = [], [], 0
         for out, b, k in results:
@@ -373,7 +408,21 @@ def ingest_file(
     size = path.stat().st_size if path.is_file() else 0
     level = logging.INFO if size >= ANNOUNCE_MIN_BYTES else logging.DEBUG
     log.log(level, "[ingest] %s (%.1f MB) started", path, size / 1e6)
-    src, rows = read_rows(path, fmt, csv_mapping, hf_split)
+    src, rows = read_rows(path, fmt, csv_mapping, hf_split)  # a missing or unreadable file fails before the lock
+    # The workspace is held from here to the commit: a second ingest waits (CURATOR_LOCK_WAIT) or fails at
+    # once, before it has converted anything, rather than after its conversion work.
+    with ws.connect():
+        report = _ingest(ws, path, src, rows, task=task, split=split, origin=origin, skip_invalid=skip_invalid,
+                         ratios=ratios)
+    log.log(level, "[ingest] %s done in %.1f s: %d rows read, %d added", path, time.monotonic() - t0,
+            report.rows_read, report.added)
+    return report
+
+
+def _ingest(ws: Workspace, path: Path, src: Source, rows: Iterable[Row | BadRow], *, task: str | None,
+            split: str | None, origin: str, skip_invalid: bool, ratios: tuple[float, float, float] | None
+            ) -> IngestReport:
+    """Convert and store one opened file (the caller holds the workspace connection)."""
     source = str(path.resolve())
     ctx = _Ctx(task, origin, split, source, src.unit, src.format)
     report = IngestReport(path=str(path), format=src.format)
@@ -385,7 +434,7 @@ def ingest_file(
         # The file's sha256 (for the ingests table) is computed meanwhile: hashlib releases the GIL.
         digest = hasher.submit(_file_sha256, path)
         if _parallel_ok(path, src):
-            table, bad, n = _convert_parallel(path, src, ctx, ratios, not skip_invalid)
+            table, bad, n = _convert_parallel(path, src, ctx, ratios, not skip_invalid, ws.tmp_dir)
         else:
             cols, bad, n = _convert(rows, ctx, not skip_invalid)
             table = cols.to_arrow(ratios)
@@ -419,8 +468,6 @@ def ingest_file(
     report.added = added
     report.already_present = table.num_rows - added
     report.by_split = by_split
-    log.log(level, "[ingest] %s done in %.1f s: %d rows read, %d added", path, time.monotonic() - t0,
-            report.rows_read, added)
     return report
 
 

@@ -3,7 +3,8 @@
 :func:`ingest_feedback` reads one file (see :mod:`curator.feedback.readers`), then:
 
 1. scrubs every string of every event (all turns, assistant too, the trace id, model and metadata)
-   with :func:`curator.quality.pii.scrub`, and normalises the messages;
+   with :func:`curator.quality.pii.scrub` (the ``pii_backend`` argument, else the workspace setting of
+   that name, else the patterns), and normalises the messages;
 2. gives events without a trace id a deterministic one (a hash of the scrubbed content), and keeps
    the first of repeated trace ids;
 3. in one transaction: skips events whose trace id is already stored (so the same file twice adds
@@ -36,7 +37,7 @@ from curator.feedback.events import Event, Parsed, RatingRules
 from curator.feedback.gates import GateResult, gate, gate_methods
 from curator.feedback.preferences import Pair, store_pairs
 from curator.feedback.readers import read_feedback
-from curator.quality.pii import KINDS, scrub
+from curator.quality.pii import DEFAULT_BACKEND, KINDS, PII_BACKEND_SETTING, prepare_backend, scrub
 from curator.records import Example, example_id, messages_json, normalize_messages
 from curator.workspace import Workspace
 
@@ -108,30 +109,31 @@ class _Event:
         return str(self.messages[-1]["content"])
 
 
-def _scrub_value(value: Any, counts: Counter[str]) -> Any:
+def _scrub_value(value: Any, counts: Counter[str], backend: str = DEFAULT_BACKEND) -> Any:
     """``value`` with every string in it scrubbed (lists and objects walked); counts added to ``counts``."""
     if isinstance(value, str):
-        text, found = scrub(value)
+        text, found = scrub(value, backend)
         counts.update({k: v for k, v in found.items() if v})
         return text
     if isinstance(value, list):
-        return [_scrub_value(v, counts) for v in value]
+        return [_scrub_value(v, counts, backend) for v in value]
     if isinstance(value, dict):
-        return {k: _scrub_value(v, counts) for k, v in value.items()}
+        return {k: _scrub_value(v, counts, backend) for k, v in value.items()}
     return value
 
 
-def _prepare(parsed: Parsed, line: int, fmt: str) -> list[_Event]:
+def _prepare(parsed: Parsed, line: int, fmt: str, backend: str = DEFAULT_BACKEND) -> list[_Event]:
     """Scrub and normalise the events of one record; trace ids for those without one."""
     out: list[_Event] = []
     for e in parsed.events:
         counts: Counter[str] = Counter()
         messages = normalize_messages(_scrub_value([{"role": m["role"], "content": m["content"]} for m in e.messages],
-                                                   counts))
+                                                   counts, backend))
         out.append(_Event(
-            trace_id=_scrub_value(e.trace_id, counts) if e.trace_id else "", messages=messages, label=e.label,
-            rating=e.rating, rating_kind=e.rating_kind, model=_scrub_value(e.model, counts), event_time=e.event_time,
-            task=e.task, meta=_scrub_value(e.meta, counts), pii=dict(counts), sft=e.sft, sft_reason=e.sft_reason,
+            trace_id=_scrub_value(e.trace_id, counts, backend) if e.trace_id else "", messages=messages,
+            label=e.label, rating=e.rating, rating_kind=e.rating_kind, model=_scrub_value(e.model, counts, backend),
+            event_time=e.event_time, task=e.task, meta=_scrub_value(e.meta, counts, backend), pii=dict(counts),
+            sft=e.sft, sft_reason=e.sft_reason,
             pair_by_prompt=e.pair_by_prompt, line=line,
         ))
     _trace_ids(parsed.events, out, fmt)
@@ -263,6 +265,7 @@ def ingest_feedback(
     skip_invalid: bool = False,
     gates: bool | Sequence[str] = True,
     sft_chosen: bool = False,
+    pii_backend: str | None = None,
 ) -> FeedbackReport:
     """Read one feedback file into the workspace (all or nothing); see the module docstring.
 
@@ -270,11 +273,14 @@ def ingest_feedback(
     ``gates``: ``True`` runs every gate (duplicates exact, near and semantic; leakage exact, n-gram and
     semantic), a list of duplicate methods (``("exact", "near")``) runs those (semantic leakage only
     with ``semantic``), ``False`` stores every new positive unchecked.
+    ``pii_backend``: ``"patterns"`` or ``"presidio"`` (:func:`curator.quality.pii.scrub`); ``None`` reads the
+    workspace setting ``pii_backend`` (default ``"patterns"``).
     """
     if min_rating is not None:
         if positive_threshold is not None and positive_threshold != min_rating:
             raise CuratorError("--min-rating and --positive-threshold are the same setting: pass one of them")
         positive_threshold = min_rating
+    backend = prepare_backend(pii_backend or ws.get_setting(PII_BACKEND_SETTING, DEFAULT_BACKEND))
     rules = RatingRules(positive_threshold, negative_threshold, rating_field, messages_field, trace_field, sft_chosen)
     path = Path(path)
     src, parsed = read_feedback(path, fmt, rules)
@@ -292,7 +298,7 @@ def ingest_feedback(
                 break
             continue
         base = len(events)
-        events.extend(_prepare(item, line, src.format))
+        events.extend(_prepare(item, line, src.format, backend))
         refs.extend((base + p.chosen, base + p.rejected, p.margin, p.basis) for p in item.pairs)
         report.unpaired.extend({"line": line, "reason": r} for r in item.unpaired)
     if bad and not skip_invalid:

@@ -11,9 +11,16 @@ origin -- a group that would hash into test goes to train (no test item has that
 ``preferences/train.parquet`` and ``preferences/eval.parquet``; pairs of test prompts are left out
 (only counted), so no test prompt is ever trained on.
 
-Export (``snapshot export --format dpo``): ``train.jsonl`` and ``eval.jsonl`` of TRL's conversational
-preference format, ``{"prompt": [messages], "chosen": [{"role": "assistant", ...}],
-"rejected": [{"role": "assistant", ...}]}``, which ``trl.DPOTrainer`` reads as it is.
+Export (:func:`write_pairs_jsonl`), ``train.jsonl`` and ``eval.jsonl`` in one of two styles:
+
+* ``snapshot export --format trl-dpo`` (or ``dpo``): TRL's conversational preference format,
+  ``{"prompt": [messages], "chosen": [{"role": "assistant", ...}], "rejected": [{"role": "assistant", ...}]}``,
+  which ``trl.DPOTrainer`` reads as it is;
+* ``snapshot export --format openai-dpo``: OpenAI's preference fine-tuning format,
+  ``{"input": {"messages": [messages]}, "preferred_output": [{"role": "assistant", ...}],
+  "non_preferred_output": [{"role": "assistant", ...}]}``.
+
+``curator feedback ingest`` reads both back (the ``hh-rlhf`` reader) as the same pairs (same ids).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curator.data.splits import DEFAULT_RATIOS, hash_split
-from curator.errors import IntegrityError, SnapshotError
+from curator.errors import SnapshotError
 from curator.records import group_key, messages_json
 
 if TYPE_CHECKING:
@@ -37,18 +44,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DPO_SPLITS",
+    "PAIR_STYLES",
     "Pair",
     "dpo_export_splits",
     "pair_id",
     "pair_splits",
     "snapshot_digest",
+    "pair_record",
     "store_pairs",
-    "write_dpo_jsonl",
+    "write_pairs_jsonl",
     "write_snapshot_preferences",
 ]
 
 #: The splits a snapshot holds pairs for (test prompts are held out).
 DPO_SPLITS = ("train", "eval")
+#: The JSONL styles pairs export to (:func:`pair_record`).
+PAIR_STYLES = ("trl", "openai")
 
 
 def pair_id(prompt: list[dict[str, Any]], chosen: str, rejected: str) -> str:
@@ -206,22 +217,23 @@ def dpo_export_splits(snap_id: str, manifest: dict[str, Any], split: str | None)
     return list(DPO_SPLITS)
 
 
-def write_dpo_jsonl(snap_path: Path, snap_id: str, manifest: dict[str, Any], split: str, dst: Path) -> dict[str, Any]:
-    """Write one split's pairs as TRL conversational preference JSONL (after checking the file's sha256)."""
-    info = _manifest_pairs(snap_id, manifest)[split]
-    src = snap_path.parent / info["path"]
-    if not src.exists():
-        raise IntegrityError(f"snapshot {snap_id}: {src} is missing")
-    if _sha256(src) != info["sha256"]:
-        raise IntegrityError(f"snapshot {snap_id}: {src} was modified after the snapshot was written "
-                             "(sha256 mismatch); snapshots are immutable: create a new one instead")
+def pair_record(style: str, prompt: list[dict[str, Any]], chosen: str, rejected: str) -> dict[str, Any]:
+    """One pair as a JSONL record of ``style`` (``trl`` or ``openai``, see the module docstring)."""
+    prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    good, bad = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
+    if style == "trl":
+        return {"prompt": prompt, "chosen": good, "rejected": bad}
+    if style == "openai":
+        return {"input": {"messages": prompt}, "preferred_output": good, "non_preferred_output": bad}
+    raise ValueError(f"unknown pair style {style!r} (choose from {', '.join(PAIR_STYLES)})")
+
+
+def write_pairs_jsonl(src: Path, dst: Path, style: str) -> int:
+    """Write the pairs of one snapshot file (``preferences/<split>.parquet``, already verified) as JSONL of
+    ``style``; returns the number of rows."""
     rows = pq.read_table(src, columns=["prompt", "chosen", "rejected"]).to_pylist()
-    if dst.is_symlink():
-        dst.unlink()
     with dst.open("w", encoding="utf-8") as f:
         for r in rows:
-            prompt = [{"role": m["role"], "content": m["content"]} for m in json.loads(r["prompt"])]
-            f.write(json.dumps({"prompt": prompt, "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                                "rejected": [{"role": "assistant", "content": r["rejected"]}]},
+            f.write(json.dumps(pair_record(style, json.loads(r["prompt"]), r["chosen"], r["rejected"]),
                                ensure_ascii=False) + "\n")
-    return {"path": str(dst), "rows": len(rows)}
+    return len(rows)

@@ -32,6 +32,7 @@ key is the trace id, so a trace is learned from once: a rating changed after its
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import Counter
@@ -43,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from curator.errors import CuratorError
-from curator.quality.pii import scrub
+from curator.errors import CuratorError, WorkspaceLockedError
+from curator.quality.pii import DEFAULT_BACKEND, scrub
 from curator.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -84,19 +85,21 @@ def now_utc() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def scrub_text(text: str | None, counts: Counter[str] | None = None) -> str | None:
-    """``text`` with PII replaced (:func:`curator.quality.pii.scrub`); ``counts`` gets what was found."""
+def scrub_text(text: str | None, counts: Counter[str] | None = None, backend: str = DEFAULT_BACKEND) -> str | None:
+    """``text`` with PII replaced (:func:`curator.quality.pii.scrub` with ``backend``); ``counts`` gets what was found."""
     if text is None:
         return None
-    out, found = scrub(text)
+    out, found = scrub(text, backend)
     if counts is not None:
         counts.update({k: v for k, v in found.items() if v})
     return out
 
 
-def scrub_messages(messages: list[dict[str, Any]], counts: Counter[str] | None = None) -> list[dict[str, Any]]:
+def scrub_messages(messages: list[dict[str, Any]], counts: Counter[str] | None = None,
+                   backend: str = DEFAULT_BACKEND) -> list[dict[str, Any]]:
     """Role and scrubbed content of each message (nothing else of a message is kept)."""
-    return [{"role": str(m["role"]), "content": scrub_text(str(m.get("content") or ""), counts)} for m in messages]
+    return [{"role": str(m["role"]), "content": scrub_text(str(m.get("content") or ""), counts, backend)}
+            for m in messages]
 
 
 # -- import -------------------------------------------------------------------------------------------------
@@ -137,7 +140,19 @@ def _offsets(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def import_traces(ws: Workspace) -> ImportReport:
-    """Copy the new records of every trace log into ``traces`` / ``trace_feedback`` (see the module docstring)."""
+    """Copy the new records of every trace log into ``traces`` / ``trace_feedback`` (see the module docstring).
+
+    A read-only workspace (``curator traces list`` and friends) imports through a brief writer connection of
+    its own; when another process holds the file, nothing is imported now and the traces imported before are
+    shown (the next command imports the rest).
+    """
+    if ws.read_only:
+        try:
+            return import_traces(Workspace(ws.path))
+        except WorkspaceLockedError as e:
+            logging.getLogger(__name__).warning("trace logs not imported now (%s); showing the traces imported "
+                                                "before", e)
+            return ImportReport()
     report = ImportReport()
     files = _log_files(ws)
     report.files = len(files)
@@ -424,6 +439,7 @@ def ingest_traces(
     positive_threshold: float | None = None,
     negative_threshold: float | None = None,
     gates: bool | Any = True,
+    pii_backend: str | None = None,
 ) -> TraceIngestReport:
     """Import the trace logs, then ingest the rated traces not ingested yet as feedback (format ``serve``).
 
@@ -456,7 +472,7 @@ def ingest_traces(
             }) + b"\n")
     report.batch_file = str(path)
     fb = ingest_feedback(ws, path, fmt="serve", task=task, positive_threshold=positive_threshold,
-                         negative_threshold=negative_threshold, gates=gates)
+                         negative_threshold=negative_threshold, gates=gates, pii_backend=pii_backend)
     report.feedback = fb.to_dict()
     with ws.transaction() as con:
         con.register("_ids", pa.table({"v": [t["id"] for t in traces]}))

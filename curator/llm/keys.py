@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import ConfigError
+from curator.yamlfile import read_yaml
 
 __all__ = ["KEYS_FILE_ENV", "KEY_VARS", "REDACTED", "api_key", "keys_file", "known_secrets", "scrub", "scrub_value"]
 
@@ -28,18 +29,25 @@ def keys_file() -> Path:
 
 
 def _file_keys() -> dict[str, str]:
+    """``VARIABLE: key`` lines of the keys file; a key must be text (a number is taken as its digits)."""
     path = keys_file()
-    if not path.is_file():
+    if not path.exists():
         return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", str(path)) from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
-        return {}
-    return {str(k): str(v).strip() for k, v in data.items() if v}
+        raise ConfigError("expected lines of VARIABLE: key (e.g. OPENAI_API_KEY: sk-...)", str(path))
+    out: dict[str, str] = {}
+    for k, v in data.items():
+        if v is None or v == "":
+            continue
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            raise ConfigError(f"{k}: a key must be text, got {type(v).__name__}", str(path))
+        key = str(v).strip()
+        if not (key.isascii() and key.isprintable()):
+            raise ConfigError(f"{k}: the key holds a line break, a control character or a non-ASCII character "
+                              "(API keys are printable ASCII)", str(path))
+        out[str(k)] = key
+    return out
 
 
 def api_key(kind: str) -> str | None:

@@ -107,7 +107,11 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
     started = _base_runs(ws, [str(r.get("run_id")) for r in rounds])
     cut = _time_cut(ws, [str(r.get("run_id")) for r in rounds])
     views = []
+    previous: dict[str, int] = {}
     for r in rounds:
+        now = comp.get(f"round {r['round']}", {})
+        added = {k: v - previous.get(k, 0) for k, v in sorted(now.items()) if v != previous.get(k, 0)}
+        previous = now
         c = r.get("comparison") or {}
         batch = r.get("batch") or {}
         views.append({
@@ -118,6 +122,7 @@ def write_round_report(ws: Workspace, path: str | Path | None = None) -> Path:
             "snapshot_id": str(r.get("snapshot_id")), "run_id": str(r.get("run_id")), "eval_id": str(r.get("eval_id")),
             "origins": ", ".join(f"{k} {v}" for k, v in sorted(comp.get(f"round {r['round']}", {}).items())),
             "trained_from": started.get(str(r.get("run_id")), "base model"),
+            "added": ", ".join(f"{k} {v:+d}" for k, v in added.items()),
             "produced": ", ".join(f"{k} {v}" for k, v in batch.items() if isinstance(v, int | float)),
             "promotion": (r.get("promotion") or {}).get("reason", ""), "promoted": bool(r.get("promoted")),
             "champion": str(r.get("champion") or ""), "time_cut": cut.get(str(r.get("run_id"))),

@@ -430,13 +430,10 @@ def _has_train_pairs(ws: Workspace, snapshot_id: str) -> bool:
 def _config_wants_dpo(config: str | Path | None) -> bool:
     if config is None:
         return False
-    import yaml
+    from curator.yamlfile import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(config).read_text()) or {}
-    except OSError as e:
-        raise CuratorError(f"cannot read config {config}: {e.strerror}") from None
-    return bool(data.get("dpo") or data.get("run_dpo"))
+    data = read_yaml(config) or {}
+    return isinstance(data, dict) and bool(data.get("dpo") or data.get("run_dpo"))
 
 
 def _compact_comparison(d: dict[str, Any]) -> dict[str, Any]:

@@ -1,21 +1,44 @@
 """Detect and scrub personally identifiable information (PII) and secrets in free text.
 
-Stdlib only (``re``, ``ipaddress``).  Every kind is found by one precompiled pattern pass
-(or a small fixed set of passes for ``API_KEY``), and every candidate is then validated
-by a checksum or a structural rule so that look-alikes stay untouched:
+Two backends:
+
+* ``"patterns"`` (the default): the standard library only (``re``, ``ipaddress``).  Every kind
+  is found by a precompiled pattern pass anchored on a literal or a digit, and every candidate is
+  then validated by a checksum, a structural rule or a nearby cue word, so that look-alikes stay
+  untouched.  Fast (megabytes per second), no model.
+* ``"presidio"`` (the ``[pii]`` extra, :mod:`curator.quality.pii_presidio`): the patterns first,
+  then Microsoft Presidio with the small English spaCy pipeline adds the ``PERSON`` and
+  ``LOCATION`` spans the patterns did not find (names without a cue, cities, countries).  Loaded
+  once per process, offline; more than a hundred times slower than the patterns.
 
 =================  ====================  =======================================================
 kind               placeholder           validation
 =================  ====================  =======================================================
-EMAIL              ``[EMAIL]``           local part + dotted domain with an alphabetic TLD
+EMAIL              ``[EMAIL]``           local part (plain or ``"quoted"``) + dotted domain with an
+                                         alphabetic TLD; internationalised domains (``bücher.de``,
+                                         ``xn--bcher-kva.de``); ``jane dot doe at example dot com``
+                                         and ``jane [at] example [dot] com``
 PHONE              ``[PHONE]``           ``+``/``00`` international, ``(area)`` prefix, NANP
                                          ``3-3-4`` or trunk-``0`` national grouping; 7-15 digits
 CREDIT_CARD        ``[CREDIT_CARD]``     13-19 digits, card-like grouping, issuer prefix, Luhn
-IP_ADDRESS         ``[IP_ADDRESS]``      IPv4 / IPv6 parsed by :mod:`ipaddress`
+IP_ADDRESS         ``[IP_ADDRESS]``      IPv4 / IPv6 parsed by :mod:`ipaddress`, not a version
 IBAN               ``[IBAN]``            ISO 13616 country length + mod-97 check
-API_KEY            ``[API_KEY]``         OpenAI, AWS, GitHub, Slack, Stripe, Google, Hugging Face,
-                                         JWT, ``Bearer <token>``, ``api_key=<token>``
+API_KEY            ``[API_KEY]``         OpenAI, AWS (key ids, and 40-character secret keys after
+                                         an AWS secret cue), GitHub, Slack, Stripe, Google,
+                                         Hugging Face, JWT, ``Bearer <token>``, ``api_key=<token>``
 URL_CREDENTIALS    ``[URL_CREDENTIALS]`` ``scheme://user:password@host...``
+SSN                ``[SSN]``             US ``AAA-GG-SSSS``: area not 000/666/9xx, group not 00,
+                                         serial not 0000; other shapes and invalid numbers only
+                                         next to a cue (``SSN``, ``social security``)
+ADDRESS            ``[ADDRESS]``         house number + street name + street type (``221B Baker
+                                         Street``, ``1600 Pennsylvania Ave NW``), then unit, city,
+                                         state, ZIP / UK postcode; ``Hauptstraße 5, 10115 Berlin``;
+                                         ``PO Box 123``
+PERSON             ``[PERSON]``          patterns: only after a strong cue (``my name is``,
+                                         ``Name:``, ``Mr``/``Dr``..., ``Dear``, a sign-off line such
+                                         as ``Regards,`` followed by the name); presidio: any name
+                                         spaCy's NER tags
+LOCATION           ``[LOCATION]``        presidio backend only: cities, countries, places
 =================  ====================  =======================================================
 
 Decisions worth knowing:
@@ -24,8 +47,10 @@ Decisions worth knowing:
   because the query string of such a URL frequently carries more secrets.
 * ``Bearer <token>`` keeps the word ``Bearer``; only the token becomes ``[API_KEY]``.
   The same holds for ``api_key=<token>`` style assignments (only the value is replaced).
-* A valid dotted quad is an IP address, except right after a version cue
-  (``v1.2.3.4``, ``version 1.2.3.4``, ``build 1.2.3.4``, ``Chrome/120.0.0.0``).
+* A valid dotted quad is an IP address, except as a version: after a version cue, possibly
+  with a word or two between (``v1.2.3.4``, ``version is 1.2.3.4``, ``release 10.2.0.1``,
+  ``firmware 10.2.0.1``, ``kernel``, ``build``, ``upgraded to``, ``__version__ = "1.2.3.4"``,
+  ``Chrome/120.0.0.0``, ``iOS 10.2.0.1``) or before one (``10.2.0.1 release``).
 * ``::1`` / ``::`` and other tiny IPv6 forms (fewer than 3 groups and 5 hex digits) are
   not reported: they are loopback/unspecified or too ambiguous (``1::2`` slices).
 * Credit cards also need a known issuer prefix (Visa, Mastercard, Amex, Discover, JCB,
@@ -37,18 +62,54 @@ Decisions worth knowing:
   parenthesised area code, a North American ``3-3-4`` / ``3-4`` grouping, or a trunk-``0``
   national grouping (``020 7946 0958``, ``030/1234567``).  Unseparated national numbers
   (``4155550132``) are not reported: they are indistinguishable from ids.
+* SSNs: a dashed ``AAA-GG-SSSS`` number that passes the structural rules is reported on its
+  own.  Well-known example numbers (``123-45-6789``, ``078-05-1120``, ``219-09-9999``),
+  structurally invalid ones (``000-12-3456``, ``666-...``, ``9xx-...``, which also covers
+  ITINs), spaced (``123 45 6789``) and unseparated (``123456789``) ones are reported only when
+  an SSN cue (``SSN``, ``SS#``, ``social security``, ``soc sec``, ``ITIN``, ``taxpayer id``)
+  is within 40 characters before or 24 after: a person who wrote the example number as their
+  SSN in a ticket still expects it scrubbed, while ``123-45-6789`` alone is a placeholder.
+* Street addresses need a house number, capitalised street-name words and a street-type
+  word.  Types that are also ordinary words (``Drive``, ``Way``, ``Place``, ``Court``,
+  ``Square``, ``Park``...) count only at the end of a phrase or before a city/postcode, so
+  ``3 Google Drive files`` is not an address.  Lower-case addresses, addresses without a
+  house number, and other countries' formats (``12 rue de Rivoli``) are not found.
+* Obfuscated emails: bracketed forms (``[at]``, ``(at)``, ``{dot}``) are reported with any
+  alphabetic TLD; the plain-word form (``jane at example dot com``) needs a common TLD and a
+  local part that is not an everyday word (``look at example dot com`` stays).
+* Person names are the one kind patterns cannot find in general: without a cue a name is
+  just capitalised words.  Only names after the cues above are reported (capitalised words,
+  up to four, stopping at words such as ``Team`` or ``Support``); use the ``presidio``
+  backend for names in running text.
 * On overlap the longest span wins; equal lengths are broken by specificity
-  (URL_CREDENTIALS > API_KEY > IBAN > CREDIT_CARD > EMAIL > IP_ADDRESS > PHONE).
+  (URL_CREDENTIALS > API_KEY > IBAN > CREDIT_CARD > SSN > EMAIL > IP_ADDRESS > PHONE >
+  ADDRESS > PERSON > LOCATION).  The presidio backend adds only spans that overlap no
+  pattern span.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "PLACEHOLDERS", "PiiMatch", "find_pii", "scrub"]
+from curator.errors import ConfigError
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "KINDS",
+    "PATTERN_KINDS",
+    "PII_BACKEND_SETTING",
+    "PLACEHOLDERS",
+    "PiiMatch",
+    "check_backend",
+    "find_pii",
+    "prepare_backend",
+    "scrub",
+]
 
 KINDS: tuple[str, ...] = (
     "EMAIL",
@@ -58,8 +119,23 @@ KINDS: tuple[str, ...] = (
     "IBAN",
     "API_KEY",
     "URL_CREDENTIALS",
+    "SSN",
+    "ADDRESS",
+    "PERSON",
+    "LOCATION",
 )
-"""Every kind :func:`find_pii` can report, in documentation order."""
+"""Every kind :func:`find_pii` can report, in documentation order (``LOCATION``: presidio only)."""
+
+PATTERN_KINDS: tuple[str, ...] = KINDS[:-1]
+"""The kinds the default ``"patterns"`` backend reports."""
+
+BACKENDS: tuple[str, ...] = ("patterns", "presidio")
+"""The detection backends: the stdlib patterns (default) and patterns + Presidio (the ``[pii]`` extra)."""
+
+DEFAULT_BACKEND = "patterns"
+
+PII_BACKEND_SETTING = "pii_backend"
+"""The workspace setting that names the backend feedback ingest and ``curator serve`` use by default."""
 
 PLACEHOLDERS: dict[str, str] = {kind: f"[{kind}]" for kind in KINDS}
 """The replacement text :func:`scrub` uses for each kind."""
@@ -70,9 +146,13 @@ _RANK: dict[str, int] = {
     "API_KEY": 1,
     "IBAN": 2,
     "CREDIT_CARD": 3,
-    "EMAIL": 4,
-    "IP_ADDRESS": 5,
-    "PHONE": 6,
+    "SSN": 4,
+    "EMAIL": 5,
+    "IP_ADDRESS": 6,
+    "PHONE": 7,
+    "ADDRESS": 8,
+    "PERSON": 9,
+    "LOCATION": 10,
 }
 
 
@@ -88,18 +168,35 @@ class PiiMatch:
 
 _Span = tuple[str, int, int]
 
+
+def _fold(text: str) -> str:
+    """``text`` in lower case with every character at its original index.
+
+    Case-insensitive cues are searched in this copy with lower-case literal patterns, which ``re``
+    finds far faster than ``(?i:...)`` alternations.  ``"İ"`` is the one character whose lower
+    case is two characters long; it is folded to ``"i"`` first.
+    """
+    return (text.replace("İ", "i") if "İ" in text else text).lower()
+
 # --------------------------------------------------------------------------- EMAIL
-# Anchored on the literal "@" (fast), the local part is found by scanning backwards.
+# Anchored on the literal "@" (fast), the local part is found by scanning backwards.  Labels and
+# local parts may be non-ASCII (internationalised domains and addresses); a TLD is letters or an
+# ACE label (``xn--p1ai``).
 _EMAIL_AT = re.compile(
-    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
-    r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+    r"@((?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|[Xx][Nn]--[A-Za-z0-9-]{1,59}))"
+    r"(?![\w-]|\.\w)"
 )
-_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}\Z")
+_EMAIL_LOCAL = re.compile(r"[\w.%+\-]{1,64}\Z")
 
 
 def _find_email(text: str) -> Iterator[_Span]:
     for m in _EMAIL_AT.finditer(text):
         at = m.start()
+        if at >= 3 and text[at - 1] == '"':  # a quoted local part: "Jane Smith"@example.com
+            open_quote = text.rfind('"', max(0, at - 66), at - 1)
+            if open_quote >= 0 and at - 1 - open_quote >= 1 and "\n" not in text[open_quote:at]:
+                yield ("EMAIL", open_quote, m.end())
+            continue
         local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
         if local is None:
             continue
@@ -108,6 +205,64 @@ def _find_email(text: str) -> Iterator[_Span]:
             start += 1
         if start < at and text[at - 1] != "." and text[max(0, start - 3) : start] != "://":
             yield ("EMAIL", start, m.end())  # (user@host right after "://" is URL userinfo)
+    yield from _find_obfuscated_email(text)
+
+
+# "jane dot doe at example dot com", "jane [at] example [dot] com", "jane(at)example(dot)com".
+# Anchored on the "at" separator; the domain is matched forwards and the local part backwards.
+# Two anchors, each with a literal or a rare first character: " at " / " AT " and "[at]", "(at)", "{at}", "<at>".
+_OB_AT_WORDS = (re.compile(r"at(?<=[ \t]at)[ \t]+"), re.compile(r"AT(?<=[ \t]AT)[ \t]+"))
+_OB_AT_BRACKET = re.compile(r"[\[({<][ \t]*(?:[Aa][Tt]|@)[ \t]*[\])}>][ \t]*")
+_OB_DOT = r"(?:[ \t]*[\[({<][ \t]*(?:[Dd][Oo][Tt]|\.)[ \t]*[\])}>][ \t]*|[ \t]+(?:dot|DOT)[ \t]+|\.)"
+_OB_DOMAIN = re.compile(
+    rf"[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?(?:{_OB_DOT}[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?){{1,4}}"
+    r"(?![\w-]|\.\w)"
+)
+_OB_LOCAL = re.compile(rf"(?<![\w.@+-])[A-Za-z0-9][\w%+-]{{0,63}}(?:{_OB_DOT}[A-Za-z0-9][\w%+-]{{0,63}}){{0,4}}\Z")
+_OB_DOT_SPLIT = re.compile(_OB_DOT)
+_OB_WORD_DOT = re.compile(r"[ \t]+(?:dot|DOT)[ \t]+|[\[({<]")
+_LOCAL_MARK = re.compile(r"[\d_%+-]")
+# TLDs accepted after the plain-word form ("jane at example dot com"); brackets accept any TLD.
+_COMMON_TLDS = frozenset(
+    "com org net edu gov mil int io co ai app dev info biz me us uk de fr es it nl be ch at se no dk fi pl pt ie "
+    "ca au nz jp cn in br mx ru za eu tv xyz online tech".split()
+)
+# Everyday words that precede " at " in prose ("look at example dot com", "meet us at ...").
+_OB_STOP_LOCAL = frozenset(
+    "a an the i me us you him her it them we they he she one be is am are was were been being look looking "
+    "looked arrive arrived arriving stay stayed meet met work works worked working live lives lived living "
+    "find found reach reached contact email mail write wrote here there home this that what who where when "
+    "which available stuck fail failed fails failing point pointed points aim aimed hosted located based "
+    "go goes went see seen saw check checked try tried now up down out in on off all not only just still "
+    "site page docs login signup online apply applied registered signed sign logged log".split()
+)
+
+
+def _find_obfuscated_email(text: str) -> Iterator[_Span]:
+    for bracket, anchor in ((False, _OB_AT_WORDS[0]), (False, _OB_AT_WORDS[1]), (True, _OB_AT_BRACKET)):
+        for m in anchor.finditer(text):
+            dom = _OB_DOMAIN.match(text, m.end())
+            if dom is None:
+                continue
+            at = m.start()
+            while at > 0 and text[at - 1] in " \t":
+                at -= 1
+            local = _OB_LOCAL.search(text, max(0, at - 160), at)
+            if local is None:
+                continue
+            tld = _OB_DOT_SPLIT.split(dom.group())[-1]
+            if not (tld.isascii() and tld.isalpha() and 2 <= len(tld) <= 24):
+                continue
+            if not bracket:
+                pieces = _OB_DOT_SPLIT.split(local.group())
+                if tld.lower() not in _COMMON_TLDS:
+                    continue
+                if len(pieces) == 1 and pieces[0].lower() in _OB_STOP_LOCAL:
+                    continue
+                # "jane at example.com" (real dots, plain "at"): only with a local part that looks like one
+                if not _OB_WORD_DOT.search(dom.group()) and len(pieces) == 1 and not _LOCAL_MARK.search(pieces[0]):
+                    continue
+            yield ("EMAIL", local.start(), dom.end())
 
 
 # --------------------------------------------------------------- URL_CREDENTIALS
@@ -196,6 +351,18 @@ _SECRET_NAME = re.compile(
 )
 
 
+# AWS secret access keys: 40 base64 characters with no fixed prefix, so only after a cue
+# ("aws_secret_access_key", "AWS Secret Access Key", "SecretAccessKey", "aws secret") on the same line.
+_AWS_SECRET_CUES = (re.compile(r"secret[ _-]?access[ _-]?key"), re.compile(r"aws[ _-]?secret(?:[ _-]?key)?"))
+_AWS_SECRET_VALUE = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])")
+
+
+def _aws_secret_ok(token: str) -> bool:
+    upper = any(c.isupper() for c in token)
+    lower = any(c.islower() for c in token)
+    return upper and lower and any(c.isdigit() or c in "/+" for c in token)
+
+
 def _find_api_keys(text: str) -> Iterator[_Span]:
     for pattern, group, validator in _API_PATTERNS:
         for m in pattern.finditer(text):
@@ -207,6 +374,14 @@ def _find_api_keys(text: str) -> Iterator[_Span]:
         start = m.start()
         if _SECRET_NAME.search(text, max(0, start - 48), start) and _has_digit_and_letter(m.group(1)):
             yield ("API_KEY", m.start(1), m.end(1))
+    folded = _fold(text)
+    for cue in _AWS_SECRET_CUES:
+        for m in cue.finditer(folded):
+            line_end = text.find("\n", m.end())
+            limit = min(m.end() + 64, len(text) if line_end < 0 else line_end)
+            value = _AWS_SECRET_VALUE.search(text, m.end(), limit)
+            if value is not None and _aws_secret_ok(value.group()):
+                yield ("API_KEY", value.start(), value.end())
 
 
 # -------------------------------------------------------------------- CREDIT_CARD
@@ -389,10 +564,16 @@ def _find_ibans(text: str) -> Iterator[_Span]:
 
 # --------------------------------------------------------------------- IP_ADDRESS
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d|-[A-Za-z])")
+# A version cue, then at most two filler words ("version is", "build number", "upgraded to"),
+# then ":", "=", "#", a quote or a bracket: the dotted quad after it is a version, not an address.
 _VERSION_CUE = re.compile(
-    r"(?i:\bv|\bversion|\bver\.?|\brelease|\brel\.?|\bbuild|\bfirmware|\bfw|\bsdk|\bdriver|\bkernel"
-    r"|\bpatch|\brevision|\brev\.?)\s*[:#=]?\s*\Z"
+    r"(?<![A-Za-z])(?i:v\.?|version|ver\.?|releases?|released|rel\.?|build|firmware|fw|sdk|driver|kernel"
+    r"|patch|revision|rev\.?|upgraded?|updated?|downgraded?|rolled[ \t]+back|hotfix|ios|ipados|android|macos"
+    r"|windows|chrome|firefox|safari)_*"
+    r"(?:[ \t]+(?i:is|was|number|no\.?|nr\.?|to|of|now|currently|string|tag|id)){0,2}"
+    r"[ \t]*[:#=]?[ \t]*[\"'(\[]?[ \t]*\Z"
 )
+_VERSION_AFTER = re.compile(r"[ \t]+(?i:release|build|update|upgrade|version|patch|firmware|hotfix)\b")
 # IPv6 is anchored on a literal ":" followed by a second ":" within a few characters, then
 # grown to the full token in both directions and handed to :mod:`ipaddress`.
 _V6_SEED = re.compile(r":[0-9A-Fa-f.]{0,15}:")
@@ -414,7 +595,7 @@ def _find_ips(text: str) -> Iterator[_Span]:
             continue
         if start >= 2 and text[start - 1] == "/" and text[start - 2].isalpha():
             continue  # product token such as Chrome/120.0.0.0
-        if _VERSION_CUE.search(text, max(0, start - 16), start):
+        if _VERSION_CUE.search(text, max(0, start - 40), start) or _VERSION_AFTER.match(text, m.end()):
             continue
         yield ("IP_ADDRESS", start, m.end())
     n = len(text)
@@ -495,6 +676,8 @@ def _phone_ok(run: str) -> bool:
     if intl:
         return 8 <= total <= 15 and digits[0][0] != "0"
     four_blocks = len(lengths) >= 3 and all(x == 4 for x in lengths)  # 4-4-4 blocks: ids, tracking
+    if lengths == [3, 2, 4] and seps == {"-"}:
+        return False  # the shape of a US social security number (SSN decides), not a phone grouping
     if lengths[0] >= 3 and digits[0].startswith("00") and digits[0][2] != "0" and not paren[0]:
         return len(tokens) >= 2 and 10 <= total <= 17 and not four_blocks
     # North American 3-3-4, optionally preceded by a 1 trunk prefix: 1 (800) 555-0199.
@@ -545,15 +728,300 @@ def _find_phones(text: str) -> Iterator[_Span]:
         yield ("PHONE", start, end)
 
 
+# ---------------------------------------------------------------------------- SSN
+# AAA-GG-SSSS, AAA GG SSSS or AAAGGSSSS (the separators of one number agree).
+_SSN = re.compile(r"\d(?<![\w.,/+$€£#:-]\d)\d\d([- ]?)\d\d\1\d{4}(?!\w|[-.,/:]\d)")
+_SSN_CUE = re.compile(
+    r"(?i:(?<![a-z])ssns?(?![a-z])|(?<![a-z])ss[ \t]*(?:#|no\b\.?|num(?:ber)?\b)|(?<![a-z])s\.s\.n\.?"
+    r"|social[ \t-]*security|(?<![a-z])soc\.?[ \t]*sec(?![a-z])|(?<![a-z])itin(?![a-z])|taxpayer[ \t]+id)"
+)
+# Numbers printed in advertising, on sample cards and in documentation: placeholders unless a cue says otherwise.
+_SSN_EXAMPLES = frozenset({"123456789", "078051120", "219099999", "457555462"}) | frozenset(
+    str(d) * 9 for d in range(10)
+)
+
+
+def _ssn_structure_ok(d: str) -> bool:
+    """Area not 000/666/900-999, group not 00, serial not 0000 (the SSA's rules since 2011)."""
+    area = int(d[:3])
+    return area != 0 and area != 666 and area < 900 and d[3:5] != "00" and d[5:] != "0000"
+
+
+def _ssn_cue_near(text: str, start: int, end: int) -> bool:
+    """An SSN cue up to 40 characters before ``start`` or 24 after ``end``, on the same line.
+
+    A number that starts its line may take its cue from the end of the line before ("SSN:\\n123-...").
+    """
+    lo = max(0, start - 40)
+    line_start = text.rfind("\n", lo, start)
+    if line_start >= 0 and text[line_start + 1 : start].strip(" \t"):
+        lo = line_start + 1
+    line_end = text.find("\n", end, end + 24)
+    hi = line_end if line_end >= 0 else min(len(text), end + 24)
+    return _SSN_CUE.search(text, lo, start) is not None or _SSN_CUE.search(text, end, hi) is not None
+
+
+def _find_ssns(text: str) -> Iterator[_Span]:
+    for m in _SSN.finditer(text):
+        digits = m.group().replace("-", "").replace(" ", "")
+        plain = m.group(1) == "-" and _ssn_structure_ok(digits) and digits not in _SSN_EXAMPLES
+        if plain or _ssn_cue_near(text, m.start(), m.end()):
+            yield ("SSN", m.start(), m.end())
+
+
+# ------------------------------------------------------------------------ ADDRESS
+def _both_cases(words: str) -> str:
+    return "|".join(w for word in words.split() for w in (word, word.upper()))
+
+
+# Street types that are rarely anything else, and those that are also everyday words ("Drive",
+# "Way", "Park"): a weak one ends an address only at the end of a phrase or before a city/postcode.
+_STRONG_TYPES = _both_cases(
+    "Street St Avenue Ave Road Rd Lane Ln Boulevard Blvd Terrace Crescent Cres Parkway Pkwy Highway Hwy "
+    "Expressway Expy Freeway Turnpike"
+)
+_WEAK_TYPES = _both_cases(
+    "Drive Dr Court Ct Place Pl Square Sq Way Close Row Walk Circle Cir Trail Trl Grove Gardens Mews Hill Park "
+    "Plaza Alley Green Path Crossing Loop View Rise Yard Wharf Quay Parade"
+)
+_ABBREVIATED_TYPES = frozenset("st ave av rd ln blvd cres pkwy hwy expy dr ct pl sq cir trl".split())
+_UPPER = "A-ZÀ-ÖØ-Þ"
+_NAME_WORD = rf"(?:[{_UPPER}][\w'’]*(?:-[\w'’]+)*\.?|\d{{1,3}}(?:st|nd|rd|th|ST|ND|RD|TH))"
+_ADDR_CORE = re.compile(
+    rf"\d(?<![\w.,/$€£#+:=-]\d)\d{{0,4}}[A-Za-z]?(?:[-–/]\d{{1,5}}[A-Za-z]?)?,?[ \t]+"
+    rf"(?:{_NAME_WORD}[ \t]+){{1,4}}"
+    rf"(?:(?P<strong>{_STRONG_TYPES})|(?P<weak>{_WEAK_TYPES}))(?![\w'’-])\.?"
+    r"(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)(?![\w'’-])\.?)?"
+)
+# German style, number after the name: "Hauptstraße 5", "Karl-Marx-Allee 12a".  Anchored on the suffix
+# (literal patterns in the case-folded text); the capitalised word it ends is found backwards.
+_DE_SUFFIXES = tuple(
+    re.compile(suffix + r"[ \t]+\d{1,4}[a-z]?(?:[-/]\d{1,4}[a-z]?)?(?![\w.,]\w|\w)")
+    for suffix in ("straße", "strasse", r"str\.", "weg", "allee", "platz", "gasse", "damm", "ufer", "chaussee")
+)
+_PO_BOX = re.compile(r"P(?<![\w.]P)(?:\.?[ \t]?O\.?[ \t]?|ost[ \t]+Office[ \t]+)(?:Box|BOX|box)[ \t]+\d{1,6}(?!\w)")
+_SEP = r"(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*|[ \t]+)"
+_ADDR_UNIT = re.compile(
+    rf"{_SEP}(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room|Rm|Bldg|Building)\.?[ \t]*#?[ \t]*|#[ \t]*)"
+    r"[A-Za-z0-9][A-Za-z0-9-]{0,5}(?!\w)"
+)
+_US_STATES = (
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
+    "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR"
+).split()
+_POSTAL = (
+    r"(?:\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}"  # US ZIP, UK postcode
+    r"|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)(?![\w-])"  # Canadian postal code
+)
+_END_OF_PHRASE = r"[ \t]*(?:[,.;:!?)\]\n]|\Z)"
+_CITY = rf"[{_UPPER}][\w'’.-]*(?:[ \t]+[{_UPPER}][\w'’.-]*){{0,2}}"
+_ADDR_CITY = re.compile(
+    rf"{_SEP}(?:\d{{4,5}}[ \t]+)?(?P<city>{_CITY})"
+    rf"(?=(?:,[ \t]*|[ \t]+)(?:(?:{'|'.join(_US_STATES)})(?![\w-])|{_POSTAL})|{_END_OF_PHRASE})"
+)
+# "Springfield, Illinois 62704": a region name only when a postcode follows
+_ADDR_REGION = re.compile(rf",[ \t]*[{_UPPER}][\w'’.-]*(?:[ \t]+[{_UPPER}][\w'’.-]*)?(?=(?:,[ \t]*|[ \t]+){_POSTAL})")
+_ADDR_STATE = re.compile(rf"(?:,[ \t]*|[ \t]+)(?:{'|'.join(_US_STATES)})(?![\w-])")
+_ADDR_POSTAL = re.compile(rf"(?:,[ \t]*|[ \t]*\n[ \t]*|[ \t]+){_POSTAL}")
+_ADDR_COUNTRY = re.compile(
+    r"(?:,[ \t]*|[ \t]+)(?:USA|U\.S\.A\.|US|UK|U\.K\.|United States(?: of America)?|United Kingdom|England|Scotland"
+    r"|Wales|Ireland|Canada|Australia|Germany|Deutschland|France|Spain|Italy|Netherlands)(?![\w-])"
+)
+# Capitalised words that end an address rather than name its city.
+_NOT_A_CITY = frozenset(
+    "Thanks Thank Regards Best Cheers Please Hi Hello Hey Dear Sincerely Yours Kind Sent From The A An I I'm "
+    "We My Our It This That Is Are Was And Or But Also Sorry Ok OK Yes No Can Could Would Will".split()
+)
+
+
+def _address_tail(text: str, pos: int) -> tuple[int, bool]:
+    """Extend an address that ends at ``pos`` by unit, city, state, postcode and country; (end, extended)."""
+    start = pos
+    m = _ADDR_UNIT.match(text, pos)
+    if m:
+        pos = m.end()
+    m = _ADDR_CITY.match(text, pos)
+    if m and m.group("city").split()[0].rstrip(".,") not in _NOT_A_CITY:
+        # a city on the next line must be the whole line, or be followed by a state or postcode
+        if "\n" not in text[pos : m.start("city")] or _LINE_END.match(text, m.end()) or _ADDR_STATE.match(
+            text, m.end()
+        ) or _ADDR_POSTAL.match(text, m.end()):
+            pos = m.end()
+    m = _ADDR_STATE.match(text, pos) or _ADDR_REGION.match(text, pos)
+    if m:
+        pos = m.end()
+    for pattern in (_ADDR_POSTAL, _ADDR_COUNTRY):
+        m = pattern.match(text, pos)
+        if m:
+            pos = m.end()
+    while pos > start and text[pos - 1] in " \t\n,":
+        pos -= 1
+    return pos, pos > start
+
+
+_PHRASE_END = re.compile(_END_OF_PHRASE)
+_LINE_END = re.compile(r"[ \t]*(?:\n|\Z)")
+_NEXT_CAPITALISED = re.compile(rf"[ \t]+[{_UPPER}]")
+
+
+def _find_addresses(text: str) -> Iterator[_Span]:
+    for m in _ADDR_CORE.finditer(text):
+        core_end = m.end()
+        street_type = m.group("strong") or m.group("weak")
+        if text[core_end - 1] == "." and street_type.lower() not in _ABBREVIATED_TYPES and text[core_end - 2] != ".":
+            core_end -= 1  # "42 Maple Drive." ends a sentence; "12 Oak St." keeps its abbreviation's dot
+        end, extended = _address_tail(text, core_end)
+        if not extended and _NEXT_CAPITALISED.match(text, core_end):
+            continue  # a title or a name that goes on: "the 2019 Wall Street Journal report"
+        if m.group("weak") and not extended and not _PHRASE_END.match(text, core_end):
+            continue  # "3 Google Drive files"
+        yield ("ADDRESS", m.start(), end if extended else core_end)
+    folded = _fold(text)
+    for pattern in _DE_SUFFIXES:
+        for m in pattern.finditer(folded):
+            start = m.start()
+            while start > 0 and (text[start - 1].isalpha() or text[start - 1] == "-"):
+                start -= 1
+            if start < m.start() and text[start].isupper():
+                yield ("ADDRESS", start, _address_tail(text, m.end())[0])
+    for m in _PO_BOX.finditer(text):
+        yield ("ADDRESS", m.start(), _address_tail(text, m.end())[0])
+
+
+# ------------------------------------------------------------------------- PERSON
+# Without a model, a name is only recognisable by what introduces it.  Each cue is followed by
+# capitalised words (up to four; "van", "de"... may join them; "A." initials too); the name stops
+# at a stop word.  The cues are found in the case-folded text with literal-prefixed patterns.
+# "name is" / "name's" / "name:" / "name =" / "name -"; who the name belongs to is read from what precedes it.
+_NAME_CUE = re.compile(r"name(?:(?P<is>[ \t]+is|['’]s)|[\"']?(?P<sep>[ \t]*[:=]|[ \t]+-))[ \t]*[\"']?[ \t]*")
+_MY_NAME = re.compile(r"(?<![a-z])my[ \t]+(?:(?:full|real|legal|first|last|given)[ \t]+)?\Z")
+_FIELD_PREFIX = re.compile(
+    r"(?<![a-z])(?:(?:full|customer|contact|first|last|given|family|legal|sender|recipient|patient|employee"
+    r"|account[ _-]?holder|card[ _-]?holder|client)[ _-]?|sur)\Z"
+)
+_GREETINGS = (
+    re.compile(r"h(?:i|ello|ey)[,!]?[ \t]+(?P<im>this[ \t]+is|it['’]s|i['’]m|i[ \t]+am)[ \t]+"),
+    re.compile(r"good[ \t]+(?:morning|afternoon|evening)[,!]?[ \t]+(?P<im>this[ \t]+is|it['’]s|i['’]m|i[ \t]+am)[ \t]+"),
+)
+_DEAR = re.compile(r"dear[ \t]+")
+_TITLE = re.compile(r"(?:M(?:rs?|s|iss|x)|Dr|Prof|Sir|Dame)\.?[ \t]+")  # in the original text: case matters
+_SIGNOFF_TAIL = r"(?:[ \t]*[,!.]?[ \t]*\n[ \t]*|[ \t]*[,!][ \t]+)"
+_SIGNOFFS = tuple(
+    re.compile(word + _SIGNOFF_TAIL)
+    for word in (r"regards", r"thank(?:s|[ \t]+you)", r"cheers", r"sincerely", r"best(?:[ \t]+wishes)?",
+                 r"respectfully", r"yours(?:[ \t]+(?:truly|sincerely|faithfully))?", r"--")
+)
+_SIGNOFF_ADJECTIVE = re.compile(r"(?:^|(?<=[ \t]))(?:best|kind|warm|warmest|kindest|many|with)[ \t]*\Z")
+_SIGNOFF_LINE_END = re.compile(r"[ \t]*(?:[,|(–-]|\n|\Z)")
+_NAME_TOKEN = re.compile(r"[^\W\d_][\w'’]*(?:-[^\W\d_][\w'’]*)*")
+_BLANKS = re.compile(r"[ \t]+")
+_AFTER_NAME = re.compile(r"[\s,.;:!?)\]}\"'’|(–-]|\Z")
+_PARTICLES = frozenset("van von de da del della der di du la le bin ibn al ter den dos das".split())
+_NOT_A_NAME = frozenset(
+    "the a an i i'm it this that team support customer customers service services sales billing department dept "
+    "staff everyone all sir madam madame admin administrator manager agent hi hello hey thanks thank regards best "
+    "cheers sent from not very really just and or but also please kind dear user users friend friends colleague "
+    "colleagues valued member members there here is am are was will would can could have has had my your our "
+    "their order account email phone address date ticket ref id number no so yes ok okay sorry again everybody "
+    "folks guys you we they he she sender recipient none unknown name test hr ops helpdesk mr mrs ms miss mx dr "
+    "prof on in at for to of with by n/a assistant human bot ai self future diary landlord tenant neighbor "
+    "neighbour mom mum dad mother father sister brother grandma grandpa".split()
+)
+
+
+def _starts_word(text: str, i: int) -> bool:
+    return i == 0 or not text[i - 1].isalpha()
+
+
+def _person_end(text: str, pos: int, allow_upper: bool) -> tuple[int, int]:
+    """(end, words) of the capitalised name that starts at ``pos`` on this line; ``(pos, 0)`` when none."""
+    end, count, i = pos, 0, pos
+    while count < 4:
+        m = _NAME_TOKEN.match(text, i)
+        if m is None:
+            break
+        word, after = m.group(), m.end()
+        if word[-2:] in ("'s", "’s") or word[-1] in "'’":  # "Leprino's residence", "{'name': 'John'}"
+            word = word[: -2 if word[-1] == "s" else -1]
+            after = m.start() + len(word)
+            if not word:
+                break
+        low = word.lower()
+        if low in _PARTICLES:  # "van der Berg": particles join a name, they do not end it
+            gap = _BLANKS.match(text, after)
+            if gap is None:
+                break
+            i = gap.end()
+            continue
+        if count and len(word) == 1 and word.isupper() and text[after : after + 1] == ".":
+            after += 1  # a middle initial: "Jane A. Smith"
+        elif not word[0].isupper() or low in _NOT_A_NAME or (word.isupper() and len(word) > 1 and not allow_upper):
+            break
+        elif not _AFTER_NAME.match(text, after):
+            break  # glued to something that is not a name: "N/A", "Jane_Doe", "Ana@"
+        end, count = after, count + 1
+        gap = _BLANKS.match(text, end)
+        if gap is None:
+            break
+        i = gap.end()
+    return end, count
+
+
+def _person_cues(text: str, folded: str) -> Iterator[tuple[int, str]]:
+    """(where the name would start, which cue) for every cue in ``text``."""
+    for m in _NAME_CUE.finditer(folded):
+        before = folded[max(0, m.start() - 40) : m.start()]
+        if _MY_NAME.search(before):
+            yield m.end(), "intro"
+        elif m.group("sep") and "-" not in m.group("sep"):
+            if _FIELD_PREFIX.search(before):
+                yield m.end(), "field"
+            else:  # a bare "name:" names a person at the start of a line or of a field, not in "product name:"
+                line = before.rsplit("\n", 1)[-1].rstrip(" \t\"'")
+                if not line or not line[-1].isalnum():
+                    yield m.end(), "field"
+    for pattern in _GREETINGS:
+        for m in pattern.finditer(folded):
+            if _starts_word(folded, m.start()):
+                yield m.end(), "im" if m.group("im").startswith("i") else "greet"
+    for m in _DEAR.finditer(folded):
+        if _starts_word(folded, m.start()):
+            yield m.end(), "dear"
+    for m in _TITLE.finditer(text):
+        if _starts_word(text, m.start()):
+            yield m.end(), "title"
+    for pattern in _SIGNOFFS:
+        for m in pattern.finditer(folded):
+            line = folded[folded.rfind("\n", 0, m.start()) + 1 : m.start()].rstrip(" \t")
+            line = _SIGNOFF_ADJECTIVE.sub("", line).rstrip(" \t")
+            if not line or line[-1] in ".!?":  # the sign-off starts its line or follows a sentence
+                yield m.end(), "signoff"
+
+
+def _find_persons(text: str) -> Iterator[_Span]:
+    for start, cue in _person_cues(text, _fold(text)):
+        end, words = _person_end(text, start, allow_upper=cue == "field")
+        if not words:
+            continue
+        if cue == "signoff" and not _SIGNOFF_LINE_END.match(text, end):
+            continue  # the name must be the rest of its line ("Regards,\nJane Smith")
+        if cue == "im" and words < 2:
+            continue  # "Hi, I'm Jane Smith" is a name; "Hi, I'm Stuck" is not
+        yield ("PERSON", start, end)
+
+
 # ------------------------------------------------------------------- resolution
 _DETECTORS = (
     _find_url_credentials,
     _find_api_keys,
     _find_ibans,
     _find_cards,
+    _find_ssns,
     _find_email,
     _find_ips,
     _find_phones,
+    _find_addresses,
+    _find_persons,
 )
 
 
@@ -569,13 +1037,28 @@ def _resolve(cluster: list[_Span]) -> list[_Span]:
     return chosen
 
 
-def find_pii(text: str) -> list[PiiMatch]:
-    """Return the PII spans in ``text``, sorted by position and never overlapping.
+def check_backend(backend: str) -> str:
+    """``backend`` if it names a backend (:data:`BACKENDS`), else :class:`~curator.errors.ConfigError`."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown PII backend {backend!r} (choose one of: {', '.join(BACKENDS)})")
+    return backend
 
-    When candidates of different kinds overlap, the longest span wins; equal lengths are
-    broken by specificity (URL_CREDENTIALS, API_KEY, IBAN, CREDIT_CARD, EMAIL,
-    IP_ADDRESS, PHONE).
+
+def prepare_backend(backend: str) -> str:
+    """Check ``backend`` and load what it needs now (Presidio's analyzer), so that a missing extra fails early.
+
+    Raises :class:`~curator.errors.MissingDependency` with the pip line when ``presidio`` is asked for and the
+    ``[pii]`` extra is not installed.  Returns ``backend``.
     """
+    check_backend(backend)
+    if backend == "presidio":
+        from curator.quality.pii_presidio import analyzer
+
+        analyzer()
+    return backend
+
+
+def _pattern_spans(text: str) -> list[_Span]:
     candidates: list[_Span] = []
     for detector in _DETECTORS:
         candidates.extend(detector(text))
@@ -592,17 +1075,52 @@ def find_pii(text: str) -> list[PiiMatch]:
         cluster.append(cand)
         cluster_end = max(cluster_end, cand[2])
     kept.extend(_resolve(cluster))
+    return kept
+
+
+def _merge(patterns: list[_Span], extra: list[_Span]) -> list[_Span]:
+    """``patterns`` (non-overlapping) plus every span of ``extra`` that overlaps none of the kept spans."""
+    starts = [s for _, s, _ in patterns]  # kept spans never overlap, so their starts and ends are both sorted
+    ends = [e for _, _, e in patterns]
+    out = list(patterns)
+    for span in sorted(extra, key=lambda c: (c[1], c[1] - c[2])):
+        _, start, end = span
+        i = bisect.bisect_left(starts, end)  # spans [0, i) start before our end; ends[i - 1] is the latest end
+        if i and ends[i - 1] > start:
+            continue
+        starts.insert(i, start)
+        ends.insert(i, end)
+        out.append(span)
+    out.sort(key=lambda c: c[1])
+    return out
+
+
+def find_pii(text: str, backend: str = DEFAULT_BACKEND) -> list[PiiMatch]:
+    """Return the PII spans in ``text``, sorted by position and never overlapping.
+
+    ``backend``: ``"patterns"`` (stdlib, the default) or ``"presidio"`` (the patterns, then the
+    ``PERSON`` and ``LOCATION`` spans Presidio finds where no pattern matched; needs the ``[pii]`` extra).
+    When pattern candidates of different kinds overlap, the longest span wins; equal lengths are
+    broken by specificity (URL_CREDENTIALS, API_KEY, IBAN, CREDIT_CARD, SSN, EMAIL, IP_ADDRESS, PHONE,
+    ADDRESS, PERSON).
+    """
+    check_backend(backend)
+    kept = _pattern_spans(text)
+    if backend == "presidio" and text.strip():
+        from curator.quality.pii_presidio import find_entities
+
+        kept = _merge(kept, find_entities(text))
     return [PiiMatch(kind, start, end, text[start:end]) for kind, start, end in kept]
 
 
-def scrub(text: str) -> tuple[str, dict[str, int]]:
+def scrub(text: str, backend: str = DEFAULT_BACKEND) -> tuple[str, dict[str, int]]:
     """Replace every PII span of ``text`` with its placeholder (``"[EMAIL]"``, ...).
 
     Returns the scrubbed text and a count of replacements for every kind in
-    :data:`KINDS` (kinds that did not occur count 0).
+    :data:`KINDS` (kinds that did not occur count 0).  ``backend`` as in :func:`find_pii`.
     """
     counts = dict.fromkeys(KINDS, 0)
-    matches = find_pii(text)
+    matches = find_pii(text, backend)
     if not matches:
         return text, counts
     parts: list[str] = []

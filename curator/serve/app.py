@@ -70,6 +70,7 @@ class ServeConfig:
     max_messages: int = 256
     default_temperature: float = 1.0
     engine: str = "transformers"
+    pii_backend: str | None = None  # None: the workspace setting ``pii_backend``, else "patterns" (resolved by build)
 
     def __repr__(self) -> str:  # the key never reaches a log line
         return (f"ServeConfig(api_key={'set' if self.api_key else None}, max_tokens_cap={self.max_tokens_cap}, "
@@ -271,6 +272,7 @@ def create_app(backend: Backend, served: dict[str, ServedModel],
 
     app = FastAPI(title="curator serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     started = time.time()
+    pii = config.pii_backend or "patterns"
     counters: Counter[str] = Counter()
 
     @app.exception_handler(ApiError)
@@ -346,13 +348,13 @@ def create_app(backend: Backend, served: dict[str, ServedModel],
     def _trace(trace_id: str, req: ChatRequest, messages: list[dict[str, Any]], target: ServedModel,
                ab_name: str | None, arm: str | None, params: SamplingParams, done: Completion, t0: float,
                stream: bool) -> dict[str, Any]:
-        convo = scrub_messages([*messages, {"role": "assistant", "content": done.text}])
+        convo = scrub_messages([*messages, {"role": "assistant", "content": done.text}], None, pii)
         return {
             "type": "trace", "v": 1, "id": trace_id, "created_at": now_utc(), "model": req.model,
             "run_id": target.run_id, "adapter": target.adapter or "base", "ab_name": ab_name, "ab_arm": arm,
-            "user_id": scrub_text(req.user), "messages": convo,
+            "user_id": scrub_text(req.user, None, pii), "messages": convo,
             "params": {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p,
-                       "seed": params.seed, "stop": [scrub_text(s) for s in params.stop]},
+                       "seed": params.seed, "stop": [scrub_text(s, None, pii) for s in params.stop]},
             "latency_ms": round((time.monotonic() - t0) * 1000, 2), "prompt_tokens": done.prompt_tokens,
             "completion_tokens": done.completion_tokens, "finish_reason": done.finish_reason,
             "meta": {"engine": backend.name, "stream": stream, "served": target.name, **done.meta},
@@ -479,8 +481,8 @@ def create_app(backend: Backend, served: dict[str, ServedModel],
                            code="trace_not_found")
         fid = f"fb-{uuid.uuid4().hex}"
         record = {"type": "feedback", "v": 1, "id": fid, "trace_id": fb.trace_id, "created_at": now_utc(),
-                  "rating": fb.rating, "thumbs": fb.thumbs, "comment": scrub_text(fb.comment),
-                  "correction": scrub_text(fb.correction)}
+                  "rating": fb.rating, "thumbs": fb.thumbs, "comment": scrub_text(fb.comment, None, pii),
+                  "correction": scrub_text(fb.correction, None, pii)}
         try:
             await writer.write_durable(record)
         except OSError as e:

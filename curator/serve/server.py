@@ -16,6 +16,7 @@ from typing import Any
 from curator.errors import CuratorError, ModelError, require
 from curator.feedback.tracelog import known_trace_ids, log_dir
 from curator.models import DEFAULT_CHAT_MODEL
+from curator.quality.pii import DEFAULT_BACKEND, PII_BACKEND_SETTING, prepare_backend
 from curator.serve.ab import ABRoute, parse_ab
 from curator.serve.app import ServeConfig, ServedModel, create_app
 from curator.serve.traces import TraceWriter
@@ -42,6 +43,7 @@ class ServeOptions:
     max_batch: int = 32
     batch_wait_ms: float = 100.0
     mixed_batches: bool = True
+    dtype: str = "auto"  # of the model under --engine transformers (curator.models.load_model)
     traces: bool = True
     config: ServeConfig = field(default_factory=ServeConfig)
     vllm_args: Sequence[str] = ()
@@ -257,6 +259,9 @@ def build(ws: Workspace, opts: ServeOptions, log: Callable[[str], None] = lambda
                            "or set CURATOR_SERVE_KEY")
     served = resolve_served(ws, opts)
     known = known_trace_ids(ws)
+    if cfg.pii_backend is None:  # traces are scrubbed with the workspace's PII backend unless --pii-backend says
+        cfg.pii_backend = ws.get_setting(PII_BACKEND_SETTING, DEFAULT_BACKEND) if ws.exists() else DEFAULT_BACKEND
+    prepare_backend(cfg.pii_backend)  # a missing [pii] extra fails now, and Presidio loads before the first request
     kind = _engine_kind(opts.engine)
     cfg.engine = kind
     adapters: dict[str, Path] = {}
@@ -275,7 +280,8 @@ def build(ws: Workspace, opts: ServeOptions, log: Callable[[str], None] = lambda
         from curator.serve.engine import Engine
 
         log(f"loading {served.base_model}" + (f" with {len(adapters)} adapter(s)" if adapters else "") + " ...")
-        model, tok = load_model(served.base_model, adapters={k: str(p) for k, p in adapters.items()} or None)
+        model, tok = load_model(served.base_model, adapters={k: str(p) for k, p in adapters.items()} or None,
+                                dtype=opts.dtype)
         engine = Engine(model, tok, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,
                         mixed=opts.mixed_batches)
         backend = LocalBackend(engine)
@@ -297,6 +303,7 @@ def build(ws: Workspace, opts: ServeOptions, log: Callable[[str], None] = lambda
         "ab": {n: {"arms": {a: m.run_id or "base" for a, m in arms.items()}, "fraction": r.fraction}
                for n, (r, arms) in served.ab.items()},
         "traces": str(writer.path) if opts.traces else None, "auth": bool(cfg.api_key),
+        "pii_backend": cfg.pii_backend,
     }
     return app, info
 
@@ -310,7 +317,8 @@ def serve(ws: Workspace, opts: ServeOptions, log: Callable[[str], None] = lambda
     for n, d in info["ab"].items():
         models += f", {n} (A/B: " + ", ".join(f"{a}={r}" for a, r in d["arms"].items()) + f", {d['fraction']:g})"
     log(f"curator serve: {info['url']} ({info['engine']}, base model {info['base_model']}); models: {models}")
-    log(f"  traces -> {info['traces'] or 'off'}; " + ("API key required" if info["auth"] else "no API key (loopback only)"))
+    log(f"  traces -> {info['traces'] or 'off'} (PII scrubbed with {info['pii_backend']}); "
+        + ("API key required" if info["auth"] else "no API key (loopback only)"))
     config = uvicorn.Config(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False,
                             timeout_keep_alive=15, timeout_graceful_shutdown=10, lifespan="on")
     try:

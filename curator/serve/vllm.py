@@ -29,8 +29,6 @@ from curator.serve.engine import SamplingParams
 
 __all__ = ["GatewayBackend", "check_vllm", "lora_rank", "vllm_command"]
 
-_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-
 
 def check_vllm() -> None:
     """Raise a :class:`CuratorError` saying why vLLM cannot run here (no CUDA GPU, or not installed)."""
@@ -44,11 +42,13 @@ def check_vllm() -> None:
 
 def lora_rank(adapters: Mapping[str, Path]) -> int:
     """The smallest ``--max-lora-rank`` vLLM accepts that fits every adapter's ``r``."""
+    from trainer.adapters import VLLM_MAX_LORA_RANKS
+
     r = 8
     for path in adapters.values():
         cfg = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
         r = max(r, int(cfg.get("r", 8)))
-    return next((x for x in _RANKS if x >= r), r)
+    return next((x for x in VLLM_MAX_LORA_RANKS if x >= r), r)
 
 
 def vllm_command(base_model: str | Path, adapters: Mapping[str, Path], *, port: int, host: str = "127.0.0.1",
@@ -120,7 +120,14 @@ class GatewayBackend:
     @classmethod
     def launch(cls, base_model: str, adapters: Mapping[str, Path], *, extra_args: Sequence[str] = (),
                log: Callable[[str], None] = lambda m: None, ready_timeout: float = 900.0) -> GatewayBackend:
-        """Start ``vllm serve`` and wait until its ``/health`` answers."""
+        """Start ``vllm serve`` and wait until its ``/health`` answers (after checking each adapter against
+        vLLM's LoRA constraints: :func:`trainer.adapters.check_vllm_lora`)."""
+        from trainer.adapters import check_vllm_lora
+
+        refused = [f"{name} ({path}): " + "; ".join(problems) for name, path in adapters.items()
+                   if (problems := check_vllm_lora(path))]
+        if refused:
+            raise CuratorError("vLLM cannot serve these adapters: " + " | ".join(refused))
         check_vllm()
         from curator.models import resolve_model
 

@@ -47,6 +47,9 @@ from typing import Any
 import duckdb
 import orjson
 
+from curator.data.readers.shapes import RowError
+from curator.data.readers.textfile import check_file, is_json_array, iter_json_records
+from curator.data.readers.textfile import check_text as check_unicode
 from curator.errors import ConfigError, CuratorError, InputError
 from curator.llm.budget import (
     Budget,
@@ -167,6 +170,10 @@ class Weakness:
         if not isinstance(d, dict) or not d.get("id") or not isinstance(d.get("description", ""), str):
             raise InputError(f"{where}: expected {{\"id\": str, \"task\": str, \"description\": str, "
                              "\"example_ids\": [str, ...]}")
+        if isinstance(d["id"], bool) or not isinstance(d["id"], str | int):
+            raise InputError(f"{where}: \"id\" must be a string, got {type(d['id']).__name__}")
+        if d.get("task") is not None and not isinstance(d["task"], str):
+            raise InputError(f"{where}: \"task\" must be a string, got {type(d['task']).__name__}")
         ids = d.get("example_ids") or []
         if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
             raise InputError(f"{where}: example_ids must be a list of example ids")
@@ -227,18 +234,20 @@ class GenerateReport:
 def load_questions(source: str | Path | Sequence[Any]) -> list[tuple[int, list[dict[str, Any]], str | None]]:
     """``(line, messages, task)`` per question: JSONL lines ``{"messages": [...]}`` (ending with a user turn)
     or ``{"prompt": "..."}``; a list of such dicts or of strings works too."""
+    unit = "line"
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise InputError("file not found", path)
+        # The readers of ``curator ingest``: bounded lines, UTF-8 and NUL checks, JSON Lines or a JSON array.
+        path = check_file(source)
+        unit = "record" if is_json_array(path) else "line"
         items: list[tuple[int, Any]] = []
-        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-            if not line.strip():
-                continue
+        for n, rec in iter_json_records(path):
             try:
-                items.append((n, orjson.loads(line)))
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"invalid JSON: {e}", path, n) from None
+                if isinstance(rec, RowError):
+                    raise rec
+                check_unicode(rec)
+            except RowError as e:
+                raise InputError(str(e), path, n, unit) from None
+            items.append((n, rec))
         where: str | None = str(path)
     else:
         items = list(enumerate(source, 1))
@@ -248,22 +257,25 @@ def load_questions(source: str | Path | Sequence[Any]) -> list[tuple[int, list[d
         if isinstance(rec, str):
             rec = {"prompt": rec}
         if not isinstance(rec, dict):
-            raise InputError("expected a JSON object with \"messages\" or \"prompt\"", where, n)
-        task = rec.get("task") if isinstance(rec.get("task"), str) else None
+            raise InputError("expected a JSON object with \"messages\" or \"prompt\"", where, n, unit)
+        task = rec.get("task")
+        if task is not None and not isinstance(task, str):
+            raise InputError(f'"task" must be a string, got {type(task).__name__}', where, n, unit)
         if "messages" in rec:
             msgs = rec["messages"]
             if (not isinstance(msgs, list) or not msgs
                     or not all(isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
                                and isinstance(m.get("content"), str) for m in msgs)):
                 raise InputError("\"messages\" must be a list of {role, content} with role system/user/assistant",
-                                 where, n)
+                                 where, n, unit)
             if msgs[-1]["role"] != "user":
-                raise InputError("the last message must be a user turn (the question to answer)", where, n)
+                raise InputError("the last message must be a user turn (the question to answer)", where, n, unit)
             out.append((n, [{"role": m["role"], "content": m["content"]} for m in msgs], task))
         elif isinstance(rec.get("prompt"), str) and rec["prompt"].strip():
             out.append((n, [{"role": "user", "content": rec["prompt"]}], task))
         else:
-            raise InputError("expected \"messages\" (ending with a user turn) or a non-empty \"prompt\"", where, n)
+            raise InputError("expected \"messages\" (ending with a user turn) or a non-empty \"prompt\"", where, n,
+                             unit)
     if not out:
         raise InputError("no questions found", where)
     return out
@@ -273,13 +285,18 @@ def load_weaknesses(source: str | Path | Sequence[Weakness | dict[str, Any]]) ->
     """Weakness groups from a JSON file (a list, or ``{"weaknesses": [...]}``) or a list."""
     where = "weaknesses"
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise InputError("file not found", path)
+        path = check_file(source)
+        raw = path.read_bytes()
         try:
-            data: Any = orjson.loads(path.read_bytes())
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            column = e.start - raw.rfind(b"\n", 0, e.start)
+            raise InputError(f"invalid UTF-8 (byte {column} of the line)", path, raw.count(b"\n", 0, e.start) + 1
+                             ) from None
+        try:
+            data: Any = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))
         except orjson.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e}", path) from None
+            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
         where = str(path)
         if isinstance(data, dict):
             data = data.get("weaknesses")

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from curator.errors import ConfigError
+from curator.errors import ConfigError, InputError
 
 __all__ = [
     "TEMPLATE_NAMES",
@@ -122,7 +122,12 @@ def load_template(name: str, templates_dir: str | Path | None = None) -> Templat
             raise ConfigError(f"templates folder {d} not found")
         p = d / f"{name}.txt"
         if p.is_file():
-            return _parse_template(name, p.read_text(encoding="utf-8"), str(p))
+            raw = p.read_bytes()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                raise InputError("not UTF-8 text", p, raw.count(b"\n", 0, e.start) + 1) from None
+            return _parse_template(name, text, str(p))
     text = resources.files("curator.synth").joinpath("templates", f"{name}.txt").read_text(encoding="utf-8")
     return _parse_template(name, text, f"curator/synth/templates/{name}.txt")
 

@@ -60,3 +60,13 @@ def test_read_commands_do_not_create_a_workspace(tmp_path: Path) -> None:
         for part in name.split():
             assert isinstance(cmd, click.Group) and part in cmd.commands, name
             cmd = cmd.commands[part]
+
+
+def test_chat_system_file_that_is_not_utf8(tmp_path: Path) -> None:
+    ws_dir = tmp_path / "ws"
+    CliRunner().invoke(main, ["-w", str(ws_dir), "ingest", str(write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))])
+    system = tmp_path / "system.txt"
+    system.write_bytes(b"You are\n\xff helpful.")
+    res = CliRunner().invoke(main, ["-w", str(ws_dir), "chat", "--run", "base", "--base-model", str(tmp_path / "none"),
+                                    "--system-file", str(system), "hi"])
+    assert res.exit_code == 1 and f"Error: {system}:2: not UTF-8 text" in res.output, res.output

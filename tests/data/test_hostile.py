@@ -213,3 +213,15 @@ def test_parallel_path_worker_without_rows(tmp_path: Path, monkeypatch, case: st
         path.write_text(rows + line(',"task":7', "last"))
         with pytest.raises(InputError, match=r'big\.jsonl:201: "task" must be a string, got int'):
             ingest_file(ws, path)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (bytes(range(256)) * 4, r"binary file \(NUL byte at offset 0\)"),  # NUL bytes, but not every other byte
+    (GOOD.encode("utf-16-le"), "file is UTF-16 encoded"),  # no byte order mark
+    (GOOD.encode("utf-16-be"), "file is UTF-16 encoded"),
+])
+def test_binary_is_not_called_utf16(ws, tmp_path: Path, data: bytes, message: str) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_bytes(data)
+    with pytest.raises(InputError, match=message):
+        ingest_file(ws, p)

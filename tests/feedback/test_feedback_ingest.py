@@ -12,7 +12,7 @@ from helpers import write_jsonl
 
 from curator.cli import main
 from curator.data.ingest import ingest_file
-from curator.errors import InputError
+from curator.errors import CuratorError, InputError
 from curator.feedback import ingest_feedback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_seed_feedback_pairs_pii_and_idempotence(ws) -> None:
     r = ingest_feedback(ws, SEEDS / "feedback.jsonl", task="support", gates=FAST)
     assert (r.format, r.events, r.new_events, r.positive, r.negative) == ("chat", 24, 24, 14, 10)
     assert (r.examples_added, r.pairs_added) == (14, 4)
-    assert r.pii == {"EMAIL": 3, "PHONE": 3, "API_KEY": 1}
+    assert r.pii == {"EMAIL": 3, "PHONE": 3, "API_KEY": 1, "PERSON": 2}  # "Hi, this is Priya (+44 ...)" twice
     # the 4 prompts asked twice: chosen is the liked answer, margin the rating difference
     with ws.connect() as con:
         pairs = con.execute("SELECT meta->>'chosen_trace', meta->>'rejected_trace', margin FROM preferences ORDER BY 1").fetchall()
@@ -178,7 +178,7 @@ def test_cli_ingest_stats_list_pairs(tmp_path: Path) -> None:
                                "--gates", "exact,near"])
     assert res.exit_code == 0, res.output
     assert "24 events, 24 new" in res.output and "preference pairs: 4 added" in res.output
-    assert "PII replaced: EMAIL 3, PHONE 3, API_KEY 1" in res.output
+    assert "PII replaced: EMAIL 3, PHONE 3, API_KEY 1, PERSON 2" in res.output
     res = runner.invoke(main, ["feedback", "ingest", str(SEEDS / "feedback.jsonl"), "--json", "--gates", "exact,near"])
     assert res.exit_code == 0 and json.loads(res.output)["new_events"] == 0
     res = runner.invoke(main, ["feedback", "stats", "--json"])
@@ -203,3 +203,25 @@ def test_semantic_gates(ws) -> None:
     assert r.gates == ["prompt group vs eval/test", "leakage exact+ngram+semantic vs eval/test",
                        "duplicates exact+near+semantic"]
     assert r.examples_added + len(r.positives_rejected) == 14
+
+
+def test_pii_backend_from_the_argument_or_the_workspace_setting(ws, tmp_path: Path) -> None:
+    pytest.importorskip("presidio_analyzer")
+    text = "Please ask Maria Garcia in Berlin about my refund, my SSN is 123-45-6789"
+    rows = [{"trace_id": "p1", "messages": [{"role": "user", "content": text},
+                                            {"role": "assistant", "content": "Sure, I will."}], "rating": 5}]
+    first = ingest_feedback(ws, write_jsonl(tmp_path / "a.jsonl", rows), gates=False)
+    assert first.pii == {"SSN": 1}  # the default backend: patterns (no name without a cue, no city)
+    ws.set_setting("pii_backend", "presidio")
+    rows[0]["trace_id"] = "p2"
+    second = ingest_feedback(ws, write_jsonl(tmp_path / "b.jsonl", rows), gates=False)
+    assert second.pii == {"SSN": 1, "PERSON": 1, "LOCATION": 1}
+    with ws.connect() as con:
+        stored = con.execute("SELECT messages FROM feedback WHERE trace_id = 'p2'").fetchall()[0][0]
+    assert "Maria" not in stored and "Berlin" not in stored and "[PERSON]" in stored
+    rows[0]["trace_id"] = "p3"  # the argument wins over the setting
+    third = ingest_feedback(ws, write_jsonl(tmp_path / "c.jsonl", rows), gates=False, pii_backend="patterns")
+    assert third.pii == {"SSN": 1}
+    ws.set_setting("pii_backend", "spacy")
+    with pytest.raises(CuratorError, match="unknown PII backend 'spacy'"):
+        ingest_feedback(ws, write_jsonl(tmp_path / "d.jsonl", rows), gates=False)

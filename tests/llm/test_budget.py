@@ -71,3 +71,51 @@ def test_input_token_bound_holds_for_a_real_tokenizer() -> None:
     real = len(tok(render_chat(tok, msgs, add_generation_prompt=True))["input_ids"])
     assert real <= max_input_tokens(msgs)
     assert estimate_input_tokens(msgs) < max_input_tokens(msgs)
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("{input: .nan, output: 1}", "prices must be finite"),
+    ("{input: .inf, output: 1}", "prices must be finite"),
+    ("{input: 1.0e308, output: 1}", "at most 1e\\+06 USD per 1M tokens"),
+    ("{input: true, output: 1}", "input and output must be numbers"),
+])
+def test_prices_that_would_break_the_cap_are_refused(tmp_path: Path, entry: str, message: str) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text(f"openai:\n  gpt-4o-mini: {entry}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_prices(f)
+
+
+def test_prices_written_as_text_and_broken_files(tmp_path: Path) -> None:
+    from curator.errors import InputError
+
+    f = tmp_path / "p.yaml"
+    f.write_text("openai:\n  m: {input: 1e-1, output: '2'}\n")  # YAML reads 1e-1 as text
+    assert load_prices(f).lookup("openai", "m") == Price(0.1, 2.0)
+    f.write_bytes(b"openai:\n  m: {input: 1, output: \xff}\n")
+    with pytest.raises(InputError, match=r"p\.yaml:2: not UTF-8 text"):
+        load_prices(f)
+
+
+def test_keys_file_problems_are_one_line_and_the_alias_bomb_does_not_hang(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from curator.errors import InputError
+    from curator.llm.keys import api_key
+
+    keys = tmp_path / "keys.yaml"
+    monkeypatch.setenv("CURATOR_KEYS_FILE", str(keys))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    bomb = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+            + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+            + "ANTHROPIC_API_KEY: *i\n")
+    for text, error, message in (
+        (bomb, InputError, "aliases are expanded"),  # str() of it used to build 9^9 strings (a hang, gigabytes)
+        ("ANTHROPIC_API_KEY: {a: 1}\n", ConfigError, "ANTHROPIC_API_KEY: a key must be text, got dict"),
+        ('ANTHROPIC_API_KEY: "sk-ant-abc\\nX-Evil: 1"\n', ConfigError, "line break"),
+        ("- sk-ant-abc\n", ConfigError, "expected lines of VARIABLE: key"),
+    ):
+        keys.write_text(text)
+        with pytest.raises(error, match=message):
+            api_key("anthropic")
+    keys.write_text("ANTHROPIC_API_KEY: sk-ant-good-key\nOPENAI_API_KEY:\n")
+    assert api_key("anthropic") == "sk-ant-good-key"

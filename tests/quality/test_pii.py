@@ -1,4 +1,5 @@
-"""Tests for curator.quality.pii: detection per kind, look-alikes, checksums, scrubbing, overlaps."""
+"""Tests for curator.quality.pii (the pattern backend): detection per kind, look-alikes, checksums, cues,
+scrubbing, overlaps.  The Presidio backend is tested in test_pii_presidio.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import time
 
 import pytest
 
-from curator.quality.pii import KINDS, PLACEHOLDERS, PiiMatch, find_pii, scrub
+from curator.errors import ConfigError
+from curator.quality.pii import KINDS, PATTERN_KINDS, PLACEHOLDERS, PiiMatch, check_backend, find_pii, scrub
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ"
@@ -99,6 +101,64 @@ POSITIVES: list[tuple[str, str, str]] = [
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     ),
     ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "API_KEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    # EMAIL: quoted local part, internationalised domains, at/dot obfuscation (issue 19)
+    ('Reply to "Jane Smith"@example.com please', "EMAIL", '"Jane Smith"@example.com'),
+    ("Kontakt: info@bücher.de bitte", "EMAIL", "info@bücher.de"),
+    ("punycode user@xn--bcher-kva.de works", "EMAIL", "user@xn--bcher-kva.de"),
+    ("Russian ivan@почта.рф too", "EMAIL", "ivan@почта.рф"),
+    ("email me at jane dot doe at example dot com please", "EMAIL", "jane dot doe at example dot com"),
+    ("write to jane [at] example [dot] com", "EMAIL", "jane [at] example [dot] com"),
+    ("or j.doe(at)acme(dot)io today", "EMAIL", "j.doe(at)acme(dot)io"),
+    ("mail jane.doe at example.com tomorrow", "EMAIL", "jane.doe at example.com"),
+    # API_KEY: AWS secret access keys next to a cue, in the forms people paste them
+    (
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "API_KEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
+    (
+        '{"SecretAccessKey": "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"}',
+        "API_KEY",
+        "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+    ),
+    (
+        "my AWS secret access key is Xk2p+Lq9Zr7Tb1Vn4Wm8Yc3Hd6Jf0Gs5Ae1Bo9Iu sorry",
+        "API_KEY",
+        "Xk2p+Lq9Zr7Tb1Vn4Wm8Yc3Hd6Jf0Gs5Ae1Bo9Iu",
+    ),
+    # SSN: a structurally valid dashed number alone; other shapes and example numbers after a cue
+    ("The W-2 shows 536-22-1847 in box a.", "SSN", "536-22-1847"),
+    ("My SSN is 123-45-6789, please update it.", "SSN", "123-45-6789"),
+    ("social security number 536 22 1847", "SSN", "536 22 1847"),
+    ("SSN: 536221847", "SSN", "536221847"),
+    ("SS# 078-05-1120 on file", "SSN", "078-05-1120"),
+    ("ITIN 912-70-1234 for the refund", "SSN", "912-70-1234"),
+    ("536-22-1847 (that is my SSN)", "SSN", "536-22-1847"),
+    # ADDRESS: house number + street + type, then unit, city, state, ZIP / postcode
+    (
+        "I live at 221B Baker Street, London NW1 6XE.",
+        "ADDRESS",
+        "221B Baker Street, London NW1 6XE",
+    ),
+    (
+        "Ship to 1600 Pennsylvania Ave NW, Washington, DC 20500 asap",
+        "ADDRESS",
+        "1600 Pennsylvania Ave NW, Washington, DC 20500",
+    ),
+    ("Send it to 350 5th Avenue, Suite 200, New York, NY 10118.", "ADDRESS", "350 5th Avenue, Suite 200, New York, NY 10118"),
+    ("deliver to 42 Maple Drive.", "ADDRESS", "42 Maple Drive"),
+    ("Office: 10 Downing St, London SW1A 2AA, UK", "ADDRESS", "10 Downing St, London SW1A 2AA, UK"),
+    ("Adresse: Hauptstraße 5, 10115 Berlin", "ADDRESS", "Hauptstraße 5, 10115 Berlin"),
+    ("write to PO Box 1234, Austin, TX 78701.", "ADDRESS", "PO Box 1234, Austin, TX 78701"),
+    ("We moved to 12 Elm Road, Springfield, Illinois 62704!", "ADDRESS", "12 Elm Road, Springfield, Illinois 62704"),
+    # PERSON: only after a strong cue
+    ("Hello, my name is Jane Smith and my order never came.", "PERSON", "Jane Smith"),
+    ("Name: Oliver van der Berg", "PERSON", "Oliver van der Berg"),
+    ('{"customer_name": "Priya Patel", "plan": "pro"}', "PERSON", "Priya Patel"),
+    ("Thanks for the quick fix.\nBest regards,\nWei A. Chen", "PERSON", "Wei A. Chen"),
+    ("Dear Ms. O'Neil, your refund was issued.", "PERSON", "O'Neil"),
+    ("Hi, this is José Fernández from accounts payable.", "PERSON", "José Fernández"),
+    ("All good now. Kind regards, Aisha Okafor", "PERSON", "Aisha Okafor"),
     # URL_CREDENTIALS (the whole URL is reported)
     (
         "Our DSN is postgres://admin:s3cr3t@db.example.com:5432/app?sslmode=require.",
@@ -163,6 +223,42 @@ NEGATIVES: list[str] = [
     "scikit-learn and risk-assessment-2024-q3-final-v2",
     "request_id=3f9a8c0b7d6e5f4a3b2c1d0e9f8a7b6c",
     "coordinates 52.5200, 13.4050",
+    # version strings are not IP addresses (issue 19: "10.2.0.1" was scrubbed)
+    "release 10.2.0.1 fixed it",
+    "firmware 10.2.0.1, kernel 5.15.0.1",
+    "Release: 10.2.0.1",
+    "v10.2.0.1 and v. 10.2.0.2",
+    "the agent version is 10.2.0.1 now",
+    "upgraded to 10.2.0.1 yesterday",
+    "see the 10.2.0.1 release notes",
+    "__version__ = '10.2.0.1'",
+    "iOS 10.2.0.1 on my phone",
+    # example and invalid SSNs without a cue, nine-digit ids, spaced groups
+    "the docs use 123-45-6789 as the example",
+    "ids 000-12-3456, 666-12-3456 and 912-34-5678",
+    "order 536221847 and ref 536 22 1847",
+    # words around street types, ZIPs alone
+    "I have 3 Google Drive folders",
+    "Windows 10 Home edition on Route 66",
+    "the 5 Main Menu options and 2 Factor Authentication",
+    "ZIP 90210 and 12345 units",
+    # "at" and "dot" in prose
+    "look at example dot com for details",
+    "it arrived at example.com and Sales at Acme.com",
+    "meet at noon at the front desk",
+    # AWS words without a secret, a 40-character hex sha
+    "rotate the AWS secret every 90 days in us-east-1",
+    "the AWS secret key is rotated; sha 9fceb02d0ae598e95dc970b74dd6e1d7bb2e3ad2",
+    # capitalised words and name cues without a name
+    "The Export Button in Settings does nothing since Black Friday",
+    "Dear Customer Support, thanks, Team",
+    "Hi, I'm Stuck on step 3",
+    "my name is not important here",
+    "Product name: Export Pro",
+    "Name: N/A",
+    "Regards,\nThe Support Team",
+    "Thanks, everyone!",
+    '"quoted text"@mention and @channel, user@localhost',
 ]
 
 
@@ -176,8 +272,8 @@ def test_detects_each_kind_in_sentences(sentence: str, kind: str, expected: str)
 
 def test_every_kind_has_positive_examples() -> None:
     covered = {kind for _, kind, _ in POSITIVES}
-    assert covered == set(KINDS)
-    for kind in KINDS:
+    assert covered == set(PATTERN_KINDS)
+    for kind in PATTERN_KINDS:
         assert sum(1 for _, k, _ in POSITIVES if k == kind) >= 4
 
 
@@ -231,6 +327,10 @@ def test_scrub_counts_every_kind() -> None:
         "IBAN": 1,
         "API_KEY": 1,
         "URL_CREDENTIALS": 1,
+        "SSN": 0,
+        "ADDRESS": 0,
+        "PERSON": 0,
+        "LOCATION": 0,
     }
     assert scrubbed == (
         "Hi, I'm [EMAIL] (also [EMAIL]), call [PHONE]. "
@@ -271,7 +371,7 @@ def test_overlaps_resolve_to_one_longest_span() -> None:
 
 
 def test_matches_are_sorted_and_non_overlapping() -> None:
-    text = " ".join(sentence for sentence, _, _ in POSITIVES) * 3
+    text = "\n".join(sentence for sentence, _, _ in POSITIVES * 3)
     matches = find_pii(text)
     assert len(matches) == 3 * len(POSITIVES)
     for a, b in zip(matches, matches[1:], strict=False):
@@ -292,7 +392,9 @@ def test_api_key_like_prose_is_not_a_key() -> None:
 
 
 def test_public_api_shape() -> None:
-    assert KINDS == ("EMAIL", "PHONE", "CREDIT_CARD", "IP_ADDRESS", "IBAN", "API_KEY", "URL_CREDENTIALS")
+    assert KINDS == ("EMAIL", "PHONE", "CREDIT_CARD", "IP_ADDRESS", "IBAN", "API_KEY", "URL_CREDENTIALS", "SSN",
+                     "ADDRESS", "PERSON", "LOCATION")
+    assert PATTERN_KINDS == KINDS[:-1]
     assert {k: PLACEHOLDERS[k] for k in KINDS} == {k: f"[{k}]" for k in KINDS}
     assert find_pii("") == []
     assert scrub("") == ("", dict.fromkeys(KINDS, 0))
@@ -306,8 +408,56 @@ def test_linear_time_on_adversarial_input() -> None:
         "@" + "a." * 50_000 + "1",
         "1:" * 50_000,
         "key=" + "a" * 100_000 + "==x",
+        "a dot " * 30_000 + "at b",
+        "x at " * 30_000,
+        "1 Main " * 30_000,
+        "my name is " + "jane " * 30_000 + "x",
+        "Regards,\n" * 30_000,
+        "[at] " * 30_000,
+        "Hauptstraße " * 30_000,
     ]
     start = time.perf_counter()
     for text in texts:
         assert find_pii(text) == []
     assert time.perf_counter() - start < 5.0
+
+
+def test_issue_17_sentence_is_scrubbed() -> None:
+    text = "Hi, my SSN is 123-45-6789 and I moved to 221B Baker Street, London NW1 6XE last week."
+    scrubbed, counts = scrub(text)
+    assert scrubbed == "Hi, my SSN is [SSN] and I moved to [ADDRESS] last week."
+    assert (counts["SSN"], counts["ADDRESS"]) == (1, 1)
+
+
+def test_ssn_structure_rules_decide_without_a_cue() -> None:
+    # area 000 / 666 / 9xx, group 00 and serial 0000 are never issued: not an SSN on their own ...
+    for bad in ("000-22-1847", "666-22-1847", "936-22-1847", "536-00-1847", "536-22-0000"):
+        assert find_pii(f"number {bad} here") == [], bad
+        # ... but a person who calls it their SSN still gets it scrubbed
+        assert [m.kind for m in find_pii(f"my SSN is {bad}")] == ["SSN"], bad
+    assert [m.text for m in find_pii("number 536-22-1847 here")] == ["536-22-1847"]
+    # the cue must be on the number's line (or the line it starts right after)
+    assert find_pii("My SSN is on file.\nref 123-45-6789") == []
+    assert [m.text for m in find_pii("SSN:\n123-45-6789")] == ["123-45-6789"]
+
+
+def test_weak_street_types_need_the_end_of_a_phrase() -> None:
+    assert find_pii("I saved 3 Google Drive files") == []
+    assert [m.text for m in find_pii("Ship to 3 Google Drive, Austin, TX 78701.")] == ["3 Google Drive, Austin, TX 78701"]
+    assert [m.text for m in find_pii("I live at 7 Willow Way.")] == ["7 Willow Way"]
+    # a city on the next line only when the line is the city (or a state/postcode follows)
+    assert [m.text for m in find_pii("221B Baker Street\nLondon\nNW1 6XE\n")] == ["221B Baker Street\nLondon\nNW1 6XE"]
+    assert [m.text for m in find_pii("221B Baker Street\nSure, I can wait.")] == ["221B Baker Street"]
+
+
+def test_person_names_stop_at_stop_words_and_line_ends() -> None:
+    assert [m.text for m in find_pii("My name is Jane Smith I need help")] == ["Jane Smith"]
+    assert [m.text for m in find_pii("Regards,\nOliver Brown\nHead of IT")] == ["Oliver Brown"]
+    assert find_pii("Thanks,\nGoogle Drive works again now") == []  # the name must be the rest of its line
+    assert [m.text for m in find_pii("NAME: JANE SMITH")] == ["JANE SMITH"]  # capitals only in a field
+
+
+def test_unknown_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown PII backend 'spacy'"):
+        scrub("x", backend="spacy")
+    assert check_backend("patterns") == "patterns"

@@ -163,6 +163,12 @@ def test_serve_refuses_what_it_cannot_do_safely(serve_ws: Path, tiny_model_dir: 
     r = _cli(*w, "serve", "--adapter", "alpha=" + RUNS["alpha"][0], "--ab", "alpha=r-1,b=r-2:0.3")
     assert r.exit_code == 1 and "served twice" in r.output
     assert _cli(*w, "feedback", "ingest").exit_code == 2
+    Workspace(serve_ws).set_setting("pii_backend", "bogus")  # checked before the model loads
+    try:
+        r = _cli(*w, "serve", "--base-model", str(tiny_model_dir))
+        assert r.exit_code == 1 and "unknown PII backend 'bogus'" in r.output
+    finally:
+        Workspace(serve_ws).set_setting("pii_backend", "patterns")
 
 
 def test_traces_commands_on_a_workspace_without_traces(ws: Workspace) -> None:

@@ -91,3 +91,11 @@ def test_edited_templates_override_and_unknown_placeholders_fail(tmp_path: Path)
     (tmp_path / "judge.txt").write_text("### example user\n{{question}}\n### user\nx\n### example assistant\n{{answer}}\n")
     with pytest.raises(ConfigError, match="must follow each other"):
         load_template("judge", tmp_path)
+
+
+def test_an_edited_template_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    from curator.errors import InputError
+
+    (tmp_path / "seeds.txt").write_bytes(b"### user\nWrite one \xff question.\n")
+    with pytest.raises(InputError, match=r"seeds\.txt:2: not UTF-8 text"):
+        load_template("seeds", tmp_path)

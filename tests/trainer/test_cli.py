@@ -95,8 +95,7 @@ def test_export_model_merges(trained: Any, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     rid, out = trained.run.id, tmp_path / "merged"
-    assert _cli(trained.ws, "export-model", rid, "--out", str(out)).exit_code == 2  # --merge is required
-    res = _cli(trained.ws, "export-model", rid, "--merge", "--out", str(out))
+    res = _cli(trained.ws, "export-model", rid, "--merge", "--out", str(out))  # --merge: accepted, implied
     assert res.exit_code == 0, res.output
     assert f"merged model written to {out}" in res.stdout
     merged = AutoModelForCausalLM.from_pretrained(str(out))

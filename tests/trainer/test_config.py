@@ -89,7 +89,7 @@ def test_bad_types_and_malformed_overrides() -> None:
 
 
 def test_validate_reports_every_problem_at_once() -> None:
-    cfg = apply_overrides(SFTConfig(), ["lora_r=0", "learning_rate=-1", "quantization=3bit", "report_to=mlflow",
+    cfg = apply_overrides(SFTConfig(), ["lora_r=0", "learning_rate=-1", "quantization=3bit", "report_to=neptune",
                                         "lora_dropout=1.5", "target_modules=[]"])
     with pytest.raises(ConfigError) as e:
         cfg.validate()
@@ -128,3 +128,18 @@ def test_fingerprint_ignores_reporting_keys_only() -> None:
     assert config_fingerprint(cfg, snapshot="s2") != fp
     capped = apply_overrides(cfg, ["max_steps=10"])
     assert config_fingerprint(apply_overrides(capped, ["num_train_epochs=9"])) == config_fingerprint(capped)
+
+
+def test_integers_beyond_64_bits_and_broken_files_are_refused(tmp_path: Path) -> None:
+    from curator.errors import InputError
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("method: sft\nmax_steps: 1000000000000000000000000000000\n")
+    with pytest.raises(ConfigError, match=r"max_steps: 1e\+30 is too large"):
+        load_config(bad)
+    bad.write_bytes(b"method: sft\nlearning_rate: \xff\n")
+    with pytest.raises(InputError, match=r"c\.yaml:2: not UTF-8 text"):
+        load_config(bad)
+    bad.write_text("method: sft\nlearning_rate: [1, 2\n")
+    with pytest.raises(InputError, match=r"c\.yaml:3: not valid YAML"):
+        load_config(bad)

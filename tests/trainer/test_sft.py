@@ -188,17 +188,3 @@ def test_overfitting_guard_stops_and_keeps_the_best_checkpoint(ws: Any, tmp_path
         loss = model(**batch).loss.item()
     torch.testing.assert_close(loss, m["best_eval_loss"], rtol=0, atol=2e-3)
     assert loss < m["history"]["eval_loss"][-1][1]
-
-
-def test_reporters_need_their_packages() -> None:
-    import importlib.util
-
-    from trainer.hardware import check_reporters
-
-    check_reporters([])
-    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
-        with pytest.raises(ConfigError, match="pip install tensorboard"):
-            check_reporters(["tensorboard"])
-    if importlib.util.find_spec("wandb") is None:
-        with pytest.raises(ConfigError, match="pip install wandb"):
-            check_reporters(["wandb"])

@@ -51,3 +51,49 @@ def test_two_processes_with_gloo_under_torchrun(ws: Any, tmp_path: Path, tiny_mo
     (run,) = list_runs(ws)
     assert run.status == "succeeded" and run.metrics["hardware"]["world_size"] == 2
     assert run.metrics["global_step"] == 4 and (ws.path / run.adapter_path / "adapter_model.safetensors").exists()
+
+
+def test_real_smollm2_adapter_travels_and_exports_to_gguf(ws: Any, tmp_path: Path) -> None:
+    """The bundled model end to end: the card and adapter_config name the hub id; the adapter folder, copied
+    elsewhere, loads with plain PEFT on the base loaded separately; the f32 GGUF export, reloaded with
+    transformers' GGUF loader, gives the same greedy tokens on 3 prompts as curator's own loading."""
+    import shutil
+
+    from peft import PeftModel
+    from trainer_helpers import PROMPTS, greedy, reload_gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curator.data.ingest import ingest_file
+    from curator.models import load_model, render_chat, resolve_model
+    from curator.snapshots import create_snapshot
+    from trainer import train
+    from trainer.gguf_export import export_gguf
+    from trainer.modelcard import read_model_card
+
+    ingest_file(ws, ROOT / "seeds/support/seeds.jsonl", origin="seed", task="support")
+    run = train(ws, create_snapshot(ws).id, overrides=["max_steps=2", "eval_steps=0", "logging_steps=1"],
+                progress=False, log=lambda m: None)
+    adapter = ws.path / run.adapter_path
+    assert read_model_card(adapter)["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    ours, our_tok = load_model("local:smollm2-135m-instruct", adapters={"a": adapter})
+    expected = greedy(ours, our_tok)
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(adapter, elsewhere)
+    base_dir = str(resolve_model("local:smollm2-135m-instruct"))  # the machine's copy of the base model
+    theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(elsewhere)).eval()
+    assert greedy(theirs, AutoTokenizer.from_pretrained(base_dir)) == expected
+
+    out = export_gguf(ws, run.id, tmp_path / "support-f32.gguf", outtype="f32")
+    g_model, g_tok = reload_gguf(out)
+    for conv in PROMPTS:
+        text = render_chat(our_tok, conv, add_generation_prompt=True)
+        assert g_tok(text, add_special_tokens=False)["input_ids"] == our_tok(text, add_special_tokens=False)["input_ids"]
+    got = greedy(g_model, g_tok)
+    print("\nGGUF f32 reload vs curator, greedy tokens on 3 prompts:")
+    for conv, a, b in zip(PROMPTS, expected, got, strict=True):
+        print(f"  {conv[-1]['content']!r}: identical={a == b} {our_tok.decode(b)!r}")
+    assert got == expected

@@ -44,3 +44,36 @@ def tiny_overrides(model_dir: Path, **extra: Any) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+#: Three chat prompts for greedy comparisons (a system prompt, digits, punctuation).
+PROMPTS = [
+    [{"role": "user", "content": "How do I fix my disk problem number 3?"}],
+    [{"role": "system", "content": "You answer in one short line."}, {"role": "user", "content": "DNS is down."}],
+    [{"role": "user", "content": "Where are my invoices for 2026, and why 17 of them?"}],
+]
+
+
+def greedy(model: Any, tok: Any, n: int = 16) -> list[list[int]]:
+    """Greedy new tokens for each of PROMPTS, rendered with the tokenizer's own chat template."""
+    import torch
+
+    from curator.models import render_chat
+
+    out = []
+    for conv in PROMPTS:
+        ids = tok(render_chat(tok, conv, add_generation_prompt=True), return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**ids, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+        out.append(gen[0, ids["input_ids"].shape[1]:].tolist())
+    return out
+
+
+def reload_gguf(path: Path, *, tokenizer: bool = True) -> tuple[Any, Any]:
+    """transformers' GGUF loader: the model (float32) and the tokenizer built from the file alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name) if tokenizer else None
+    return model, tok

@@ -63,7 +63,7 @@ def check_file(path: str | Path) -> Path:
         raise InputError(f"cannot read: {e.strerror}", p) from None
     if not head.strip():
         raise InputError("file is empty", p)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 3 and (head[1] == 0 or head[0] == 0) and b"\x00" in head[:4]):
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(head):
         raise InputError("file is UTF-16 encoded; curator reads UTF-8 (convert it: iconv -f UTF-16 -t UTF-8)", p)
     nul = head.find(b"\x00")
     if nul >= 0:
@@ -72,6 +72,21 @@ def check_file(path: str | Path) -> Path:
         except UnicodeDecodeError:
             raise InputError(f"binary file (NUL byte at offset {nul}); expected UTF-8 JSON Lines, JSON or CSV", p) from None
     return p
+
+
+def _looks_utf16(head: bytes) -> bool:
+    """UTF-16 without a byte order mark: text in the Latin range has a NUL in every other byte, on one side.
+
+    Binary data has NUL bytes too, but not in that pattern (a file of bytes 0..255 is binary, not UTF-16).
+    """
+    sample = head[: min(len(head), 512) // 2 * 2]
+    if len(sample) < 4:
+        return False
+    even, odd = sample[0::2], sample[1::2]
+    for nuls, other in ((even, odd), (odd, even)):
+        if nuls.count(0) >= 0.9 * len(nuls) and other.count(0) <= 0.1 * len(other):
+            return True
+    return False
 
 
 class _Lines(Protocol):

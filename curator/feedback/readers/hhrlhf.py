@@ -5,6 +5,8 @@
   assistant reply, and must be the same on both sides.
 * Explicit pairs (UltraFeedback / TRL style): ``prompt`` a string or a list of messages, ``chosen``
   and ``rejected`` a string answer or a list of messages (the full conversation, or the answer alone).
+* OpenAI preference fine-tuning records: ``{"input": {"messages": [...]}, "preferred_output": [...],
+  "non_preferred_output": [...]}``, read as ``prompt`` / ``chosen`` / ``rejected``.
 
 Each record gives two events (the chosen answer ``positive``, the rejected one ``negative``) and one
 pair.  The chosen side is *not* an SFT example unless ``--sft-chosen``: harmlessness data is not
@@ -28,7 +30,19 @@ _ROLE = {"Human": "user", "Assistant": "assistant"}
 
 
 def detect(obj: dict[str, Any]) -> bool:
-    return "chosen" in obj and "rejected" in obj
+    return ("chosen" in obj and "rejected" in obj) or ("preferred_output" in obj and "non_preferred_output" in obj)
+
+
+def _from_openai(obj: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI preference record as an explicit pair record (other keys kept)."""
+    inp = obj.get("input")
+    if not isinstance(inp, dict) or "messages" not in inp:
+        raise RowError('"input" must be an object with "messages"')
+    if "non_preferred_output" not in obj:
+        raise RowError('missing "non_preferred_output"')
+    rest = {k: v for k, v in obj.items() if k not in ("input", "preferred_output", "non_preferred_output")}
+    return {**rest, "prompt": inp["messages"], "chosen": obj["preferred_output"],
+            "rejected": obj["non_preferred_output"]}
 
 
 def parse_transcript(text: str, what: str) -> list[dict[str, Any]]:
@@ -58,6 +72,8 @@ def _side(obj: dict[str, Any], key: str, prompt: list[dict[str, Any]] | None) ->
 
 
 def convert(obj: dict[str, Any], rules: RatingRules) -> Parsed:
+    if "preferred_output" in obj and "chosen" not in obj:
+        obj = _from_openai(obj)
     prompt = None
     if obj.get("prompt") is not None:
         raw = obj["prompt"]
