@@ -87,7 +87,7 @@ def train_sft(job: TrainJob) -> dict[str, Any]:
     train_ds, train_stats = sft_dataset(tokenizer, job.train_rows, cfg.max_seq_length)
     eval_rows = job.eval_rows[: cfg.max_eval_examples] if cfg.max_eval_examples else job.eval_rows
     eval_ds, eval_stats = sft_dataset(tokenizer, eval_rows, cfg.max_seq_length)
-    no_tools = train_stats["excluded_tool_calls"] + eval_stats["excluded_tool_calls"]
+    no_tools = train_stats.get("excluded_tool_calls", 0) + eval_stats.get("excluded_tool_calls", 0)
     if no_tools:  # never a silent drop: the count is also in the run's metrics (data.*.excluded_tool_calls)
         log(f"left out {train_stats['excluded_tool_calls']} train and {eval_stats['excluded_tool_calls']} eval "
             f"examples with tool calls: the chat template of {cfg.base_model} cannot render tool calls (it never "
