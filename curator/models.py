@@ -40,6 +40,7 @@ __all__ = [
     "GenOutput",
     "cache_dir",
     "device",
+    "end_of_turn_ids",
     "generate",
     "list_models",
     "load_model",
@@ -417,6 +418,14 @@ def prompt_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- generation -------------------------------------------------------------------------------------------------
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """The token ids that end an answer: the tokenizer's eos and the ChatML end of turn (``<|im_end|>``)."""
+    ids = {tokenizer.eos_token_id}
+    if "<|im_end|>" in tokenizer.get_vocab():
+        ids.add(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    return sorted(i for i in ids if i is not None)
+
+
 @dataclass
 class GenOutput:
     text: str
@@ -453,10 +462,7 @@ def generate(
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     dev = next(model.parameters()).device
-    eos_ids = {tokenizer.eos_token_id}
-    end_turn = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
-    if end_turn is not None:
-        eos_ids.add(end_turn)
+    eos_ids = set(end_of_turn_ids(tokenizer))
     torch.manual_seed(seed)
     try:
         for start in range(0, len(order), batch_size):
@@ -466,7 +472,7 @@ def generate(
             kwargs: dict[str, Any] = {
                 "max_new_tokens": max_new_tokens,
                 "pad_token_id": tokenizer.pad_token_id,
-                "eos_token_id": sorted(i for i in eos_ids if i is not None),
+                "eos_token_id": sorted(eos_ids),
             }
             if temperature > 0:
                 kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)

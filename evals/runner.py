@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, ModelError
+from curator.llm.engine import ENGINES, GenerationEngine, TransformersEngine, make_engine
+from curator.llm.providers import GenParams
 from curator.models import DEFAULT_CHAT_MODEL, generate, load_model, prompt_messages, render_chat
 from curator.output import progress as progress_bar
 from curator.snapshots import read_split, resolve_snapshot
@@ -61,7 +63,9 @@ __all__ = [
     "EvalRow",
     "RunInfo",
     "add_shots",
+    "answer_token_ids",
     "assistant_losses",
+    "engine_losses",
     "label_tasks",
     "eval_rows",
     "evaluate",
@@ -298,7 +302,9 @@ def _eval_id(run: RunInfo, snapshot_id: str, split: str, params: dict[str, Any])
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: Recorded but not part of the cache key: they change speed, not (in exact arithmetic) the outputs.
+#: Recorded but not part of the cache key: they change speed, not (in exact arithmetic) the outputs.  (The
+#: engine, transformers or vLLM, is not a parameter at all: each prediction records it in its meta, and an
+#: evaluation made by one engine is reused when the other is asked.)
 _NOT_IN_KEY = ("batch_size",)
 
 
@@ -343,6 +349,49 @@ def _reuse_predictions(ws: Workspace, eval_id: str, run_id: str, params: dict[st
     return {eid for (eid,) in copied}
 
 
+def answer_token_ids(tokenizer: Any, conversations: Sequence[list[dict[str, Any]]], *,
+                     max_length: int = 2048) -> list[tuple[list[int], int]]:
+    """``(token ids, prompt length)`` of each conversation: the prompt rendered with the generation prompt,
+    then the rest of the conversation (the answer and its end-of-turn marker), cut at ``max_length``."""
+    encoded: list[tuple[list[int], int]] = []
+    for conv in conversations:
+        prompt = render_chat(tokenizer, prompt_messages(conv), add_generation_prompt=True)
+        full = render_chat(tokenizer, conv)
+        if not full.startswith(prompt):
+            raise ModelError("the chat template renders the prompt differently inside the full conversation")
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+        encoded.append(((p_ids + c_ids)[:max_length], len(p_ids)))
+    return encoded
+
+
+def engine_losses(engine: GenerationEngine, conversations: Sequence[list[dict[str, Any]]], *,
+                  batch_size: int = 8) -> list[tuple[float, int]]:
+    """:func:`assistant_losses` with the engine's model: the transformers model itself, or vLLM's prompt
+    log-probabilities of the same token ids (mean nats per answer token)."""
+    if isinstance(engine, TransformersEngine):
+        model, tok = engine.load()
+        return assistant_losses(model, tok, conversations, batch_size=batch_size)
+    token_logprobs = getattr(engine, "token_logprobs", None)
+    if token_logprobs is None:
+        raise ModelError(f"the {engine.name} engine gives no token log-probabilities for the eval loss")
+    encoded = answer_token_ids(engine.tokenizer, conversations)
+    out: list[tuple[float, int]] = []
+    for (_, n_prompt), lps in zip(encoded, token_logprobs([ids for ids, _ in encoded]), strict=True):
+        answer = [lp for lp in lps[n_prompt:] if lp is not None]
+        out.append((-sum(answer) / len(answer) if answer else math.nan, len(answer)))
+    return out
+
+
+def _engine(name: str, info: RunInfo, batch_size: int) -> GenerationEngine:
+    """The engine that generates an evaluation's predictions (the transformers one through this module's
+    ``load_model`` and ``generate``, which tests count and interrupt)."""
+    if name == "transformers":
+        return TransformersEngine(info.base_model, adapter=info.adapter_path, batch_size=batch_size, merge=True,
+                                  load=lambda *a, **k: load_model(*a, **k), generate=lambda *a, **k: generate(*a, **k))
+    return make_engine(name, info.base_model, adapter=info.adapter_path, batch_size=batch_size)
+
+
 def assistant_losses(
     model: Any, tokenizer: Any, conversations: Sequence[list[dict[str, Any]]], *, batch_size: int = 8,
     max_length: int = 2048,
@@ -354,16 +403,7 @@ def assistant_losses(
     """
     import torch
 
-    encoded: list[tuple[list[int], int]] = []
-    for conv in conversations:
-        prompt = render_chat(tokenizer, prompt_messages(conv), add_generation_prompt=True)
-        full = render_chat(tokenizer, conv)
-        if not full.startswith(prompt):
-            raise ModelError("the chat template renders the prompt differently inside the full conversation")
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
-        ids = (p_ids + c_ids)[:max_length]
-        encoded.append((ids, len(p_ids)))
+    encoded = answer_token_ids(tokenizer, conversations, max_length=max_length)
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[tuple[float, int]] = []
@@ -537,6 +577,7 @@ def evaluate(
     shots: int = 5,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    engine: str = "transformers",
 ) -> EvalResult:
     """Evaluate ``run`` (a run id or ``base``) on a snapshot split; cached by (run, snapshot, split, params).
 
@@ -544,7 +585,10 @@ def evaluate(
     the first N examples in id order (part of the cache key).  ``base_model`` is used for ``base``;
     a trained run uses the base model recorded with it.  ``prompting`` (:data:`PROMPTING_MODES`) puts
     ``shots`` train examples before each prompt; such an evaluation is stored under the run id
-    ``<run>+<prompting>`` (``base+few_shot``), so it never stands in for the plain one.
+    ``<run>+<prompting>`` (``base+few_shot``), so it never stands in for the plain one.  ``engine``
+    (:data:`curator.llm.engine.ENGINES`) generates: ``transformers``, or ``vllm`` on a CUDA GPU; each
+    prediction records it (``meta.engine``), the id does not, so an evaluation made by one engine is
+    reused when the other is asked.
     """
     if max_new_tokens < 1:
         raise CuratorError("max_new_tokens must be at least 1")
@@ -556,6 +600,8 @@ def evaluate(
         raise CuratorError(f"unknown prompting {prompting!r} (choose from {', '.join(PROMPTING_MODES)})")
     if prompting != "zero_shot" and shots < 1:
         raise CuratorError("shots must be at least 1")
+    if engine not in ENGINES:
+        raise CuratorError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     info = resolve_run(ws, run, base_model=base_model)
     snap = resolve_snapshot(ws, snapshot)
     items = _items(read_split(ws, snap, split))
@@ -604,23 +650,22 @@ def evaluate(
         if log:
             resumed = f", resuming after {len(done)}" if done else ""
             log(f"evaluating {info.id} on {len(todo)} {split} examples of snapshot {snap.id}{resumed} ...")
-        model, tok = load_model(info.base_model, adapters={"evaluated": info.adapter_path} if info.adapter_path else None,
-                                merge=True)
+        gen = _engine(engine, info, batch_size)
+        greedy = GenParams(max_tokens=max_new_tokens, temperature=0.0, seed=seed)
         chunk = max(batch_size * 4, 1)
         with progress_bar(f"eval {info.id}", total=len(todo), enabled=None if progress else False) as bar:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
                 bar.update(note="generating")
-                outs = generate(model, tok, [it.prompt for it in part], max_new_tokens=max_new_tokens,
-                                batch_size=batch_size, temperature=0.0, seed=seed, progress=bar.advance)
+                outs = gen.generate([it.prompt for it in part], greedy, batch_size=batch_size, progress=bar.advance)
                 bar.update(note="scoring")
-                losses = assistant_losses(model, tok, [it.messages for it in part], batch_size=batch_size)
+                losses = engine_losses(gen, [it.messages for it in part], batch_size=batch_size)
                 records = []
                 for it, out, (loss, n_tok) in zip(part, outs, losses, strict=True):
                     scores = dict(score_example(out.text, it.reference, it.key_phrases))
                     scores["loss"] = None if math.isnan(loss) else loss
                     meta = {"finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
-                            "prompt_tokens": out.prompt_tokens, "loss_tokens": n_tok}
+                            "prompt_tokens": out.prompt_tokens, "loss_tokens": n_tok, "engine": gen.name}
                     extra_scores, extra_meta = _label_scores(labels.get(it.task), out.text, it.reference)
                     scores.update(extra_scores)
                     meta.update(extra_meta)
@@ -631,7 +676,7 @@ def evaluate(
                         records,
                     )
             bar.update(note="")
-        del model
+        gen.close()
     stored = {r.example_id: r for r in eval_rows(ws, eid)}
     summary = _summary(items, stored)
     with ws.connect() as con:

@@ -98,10 +98,13 @@ def _with_compare_options(f: Any) -> Any:
 @click.option("--max-new-tokens", default=256, show_default=True, help="Generation length cap.")
 @click.option("--batch-size", default=8, show_default=True, help="Prompts generated together.")
 @click.option("--limit", type=int, help="Only the first N examples (by id) of the split.")
+@click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
+              help="What generates: transformers (any machine) or vllm (CUDA, the [vllm] extra). Not part of the "
+                   "evaluation's id: a cached evaluation is reused whichever engine made it.")
 @_with_compare_options
 @click.pass_context
 def eval_cmd(ctx: click.Context, run: str, snapshot: str, split: str, baseline: str | None, base_model: str,
-             max_new_tokens: int, batch_size: int, limit: int | None, pass_criterion: str, n_boot: int,
+             max_new_tokens: int, batch_size: int, limit: int | None, engine: str, pass_criterion: str, n_boot: int,
              confidence: float, seed: int, judge: str | None, judge_budget: float | None, fail_on_regression: bool,
              html: Path | None, as_json: bool) -> None:
     """Evaluate a run on a snapshot's held-out split (greedy, cached), optionally against a baseline.
@@ -116,12 +119,14 @@ def eval_cmd(ctx: click.Context, run: str, snapshot: str, split: str, baseline: 
     curator eval --run base
     curator eval --run 3f2a9c --baseline base --fail-on-regression
     curator eval --run 3f2a9c --baseline base --pass 'rougeL>=0.5' --html report.html
+    curator eval --run 3f2a9c --baseline base --engine vllm --batch-size 256
     """
     from evals.runner import evaluate
 
     ws = _ws(ctx)
     kw: dict[str, Any] = {"snapshot": snapshot, "split": split, "base_model": base_model,
-                          "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit, "log": log}
+                          "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit, "log": log,
+                          "engine": engine}
     res = evaluate(ws, run, **kw)
     if baseline is None:
         if judge:

@@ -9,6 +9,8 @@ import click
 
 from curator.cli.kit import Number, log
 from curator.cli.kit import workspace as _ws
+from curator.llm.batch import DEFAULT_POLL_INTERVAL
+from curator.llm.engine import ENGINES
 from curator.llm.limits import DEFAULT_DEADLINE, RetryPolicy
 from curator.llm.providers import GenParams
 from curator.output import echo_json
@@ -57,6 +59,9 @@ def format_report(r: GenerateReport) -> str:
         if r.failures:
             lines.append("failed requests by reason: " + ", ".join(f"{k} {v['count']}" for k, v in r.failures.items()))
             lines += [f"  {k}, e.g.: {v['example']}" for k, v in r.failures.items()]
+        if r.batch_ids:
+            lines.append(f"batches: {r.batches_submitted} submitted, {r.batches_resumed} resumed from an earlier run "
+                         f"({', '.join(r.batch_ids)}); prices are batch prices")
         if r.stopped:
             lines.append(f"stopped ({r.stopped}): {r.message}; re-run the same command to resume")
     lines += [f"warning: {w}" for w in r.warnings]
@@ -97,6 +102,13 @@ def format_report(r: GenerateReport) -> str:
               help="Write the bundled templates into this folder for editing, and exit.")
 @click.option("--skip-filter", multiple=True, type=click.Choice(FILTER_NAMES),
               help="Switch a filter off (repeatable).")
+@click.option("--batch", is_flag=True,
+              help="Send the requests through the provider's batch API (openai:, anthropic:): half the price, "
+                   "results within 24 h; a rerun resumes the same batches.")
+@click.option("--poll-interval", type=Number(min=0), default=DEFAULT_POLL_INTERVAL, show_default=True,
+              help="With --batch: seconds between two polls of the batches.")
+@click.option("--engine", type=click.Choice(ENGINES), default="transformers", show_default=True,
+              help="What generates with a local teacher: transformers (any machine) or vllm (CUDA, the [vllm] extra).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, questions: Path | None,
@@ -104,7 +116,7 @@ def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, 
                  temperature: float, top_p: float, max_tokens: int, concurrency: int | None, rpm: float | None,
                  tpm: float | None, max_attempts: int, request_timeout: float, budget: float | None, prices: Path | None, dry_run: bool,
                  judge: str | None, min_score: float, templates_dir: Path | None, export_templates: Path | None,
-                 skip_filter: tuple[str, ...], as_json: bool) -> None:
+                 skip_filter: tuple[str, ...], batch: bool, poll_interval: float, engine: str, as_json: bool) -> None:
     """Grow seed examples into many with a teacher model, or have it answer your questions.
 
     Seeds mode (default) asks for N new examples, one per request, each request showing --k
@@ -119,6 +131,8 @@ def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, 
     curator generate --questions questions.jsonl --task support --teacher anthropic:claude-3-5-haiku
     curator generate --task support --n 50 --teacher compatible:http://127.0.0.1:11434/v1:llama3:8b
     curator generate --task support --n 500 --teacher openai:gpt-4o-mini --dry-run
+    curator generate --task support --n 5000 --teacher openai:gpt-4o-mini --batch --budget 5
+    curator generate --questions questions.jsonl --teacher local:/models/qwen2.5-7b --engine vllm
     """
     if export_templates is not None:
         written = _export_templates(export_templates)
@@ -140,7 +154,7 @@ def generate_cmd(ctx: click.Context, task: str | None, seeds_file: Path | None, 
         concurrency=concurrency, budget=budget, dry_run=dry_run,
         judge=Judge(judge, min_score=min_score) if judge else None, filters=FilterConfig(skip=frozenset(skip_filter)),
         retry=RetryPolicy(max_attempts=max_attempts, deadline=request_timeout), rpm=rpm, tpm=tpm, prices=prices, templates_dir=templates_dir,
-        progress=True,
+        progress=True, batch=batch, poll_interval=poll_interval, engine=engine,
     )
     report = generate(ws, options)
     if as_json:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
@@ -46,6 +46,7 @@ from curator.workspace import ROW_GROUP_SIZE, Workspace, cursor
 __all__ = ["CachedResponse", "RequestRow", "RequestStore", "request_key"]
 
 KEY_VERSION = 1
+T = TypeVar("T")
 
 
 def request_key(
@@ -206,6 +207,15 @@ class RequestStore:
         self._absorb(rows)
         self._checked.update(want)
 
+    async def apreload(self, keys: list[str]) -> None:
+        """:meth:`preload` from the event loop: one query on the store's thread."""
+        want = sorted(set(keys) - self._checked)
+        if not want:
+            return
+        rows = await self.execute(lambda con: _select(con, want))
+        self._absorb(rows)
+        self._checked.update(want)
+
     def _absorb(self, rows: list[tuple[Any, ...]]) -> None:
         for key, status, text, tin, tout, finish, cost, attempts in rows:
             if status == "ok":
@@ -285,6 +295,19 @@ class RequestStore:
         self._pending.append((row, fut))
         self._schedule(loop)
         await fut
+
+    async def execute(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``fn(connection)`` on the store's thread, in turn with its batched steps (one step at a time), for
+        the other tables a long job keeps beside the cache (the provider batches of :mod:`curator.llm.batch`)."""
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="curator-cache")
+
+        def step() -> T:
+            with self._connection(thread=True) as con:
+                return fn(con)
+
+        return await loop.run_in_executor(self._executor, step)
 
     # -- the store's thread ----------------------------------------------------------------------------------
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -36,7 +36,7 @@ import concurrent.futures
 import random
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from curator.errors import ConfigError, MissingKeyError, ProviderError
 from curator.llm.budget import (
@@ -60,6 +60,9 @@ from curator.llm.providers import (
     parse_spec,
 )
 from curator.workspace import Workspace
+
+if TYPE_CHECKING:
+    from curator.llm.batch import BatchSession
 
 __all__ = [
     "REMOTE_CONCURRENCY",
@@ -105,10 +108,16 @@ def open_provider(spec: str, **kw: Any) -> Provider:
 
 
 class Endpoint:
-    """A provider (made on first use from a spec, or given), with its price, concurrency and rate limits."""
+    """A provider (made on first use from a spec, or given), with its price, concurrency and rate limits.
+
+    ``batch=True``: its requests go through the provider's batch API (:mod:`curator.llm.batch`), so its
+    price is the batch price.  ``provider_options`` go to the provider's constructor (``engine`` of a
+    local model).
+    """
 
     def __init__(self, spec: str | Provider, *, prices: PriceTable | None = None, concurrency: int | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, batch: bool = False,
+                 provider_options: dict[str, Any] | None = None) -> None:
         from curator.llm.providers.local import DEFAULT_BATCH_SIZE
 
         if isinstance(spec, Provider):
@@ -119,7 +128,9 @@ class Endpoint:
             self.kind, self.model, _ = parse_spec(spec)
             self.spec, self.remote = spec.strip(), self.kind != "local"
         self.owned = self._provider is None
-        self.price: Price | None = prices.lookup(self.kind, self.model) if prices is not None else None
+        self.batch = batch
+        self.provider_options = dict(provider_options or {})
+        self.price: Price | None = prices.lookup(self.kind, self.model, batch=batch) if prices is not None else None
         self.concurrency = concurrency or (REMOTE_CONCURRENCY if self.remote else DEFAULT_BATCH_SIZE)
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be >= 1")
@@ -130,6 +141,7 @@ class Endpoint:
         """The provider, made now when it was given as a spec (a missing key or bad model fails here)."""
         if self._provider is None:
             kw: dict[str, Any] = {"batch_size": self.concurrency} if self.kind == "local" else {}
+            kw.update(self.provider_options)
             self._provider = open_provider(self.spec, **kw)
         return self._provider
 
@@ -183,6 +195,9 @@ class RunStats:
     retry_after_capped: int = 0  # waits a server's Retry-After asked to be longer than max_delay
     retry_after_max: float = 0.0  # the longest Retry-After asked for (seconds)
     deadline_hits: int = 0  # tries cut off at the policy's deadline
+    batches_submitted: int = 0  # provider batches submitted by this run (curator.llm.batch)
+    batches_resumed: int = 0  # provider batches an earlier run submitted, polled and collected by this one
+    batch_ids: list[str] = field(default_factory=list)  # the provider's ids of those batches
 
     def warnings(self, policy: RetryPolicy) -> list[str]:
         """What a user should know about the replies (usage, Retry-After, deadlines), one line each."""
@@ -209,7 +224,9 @@ class Runner:
 
     ``job`` labels the rows it writes; ``secrets`` defaults to :func:`~curator.llm.keys.known_secrets`.
     One runner may serve several endpoints (a teacher and its judge): they share the budget, the
-    stop and the counts.
+    stop and the counts.  With ``batch`` (a :class:`~curator.llm.batch.BatchSession`), the requests of
+    endpoints that have a batch API go through provider batches instead of live calls (:meth:`run`
+    submits them together; :meth:`call` of a request no batch has seen submits a batch of one).
     """
 
     def __init__(self, store: RequestStore, *, job: str, budget: Budget | None = None, retry: RetryPolicy | None = None,
@@ -225,6 +242,7 @@ class Runner:
         self._settled: asyncio.Event | None = None  # set (and replaced) whenever a reservation settles
         self._refused = 0.0  # the reservation the budget stop refused
         self._provider_secrets: dict[int, list[str]] = {}
+        self.batch: BatchSession | None = None
 
     def stop(self, why: str, message: str) -> None:
         """Start no more requests (those in flight finish); the first reason stays."""
@@ -266,13 +284,24 @@ class Runner:
             if self.budget.try_reserve(amount):
                 return True
             if self.budget.holds == 0:
-                self._refused, self.budget.exhausted = amount, True
-                self.stop("budget", "")
-                st.message = self.budget_message()
+                self.refuse_budget(amount)
                 return False
             if self._settled is None:
                 self._settled = asyncio.Event()
             await self._settled.wait()
+
+    def refuse_budget(self, amount: float) -> None:
+        """Stop at the budget: the next request (or provider batch), which could cost ``amount``, does not fit."""
+        self._refused, self.budget.exhausted = amount, True
+        self.stop("budget", "")
+        self.stats.message = self.budget_message()
+
+    def note_failure(self, err: BaseException, count: int = 1) -> None:
+        """Count ``count`` requests as failed with ``err`` (a provider batch refused as a whole)."""
+        msg = self.stats.last_error = str(err)
+        for _ in range(count):
+            self._fail(failure_reason(err), msg)
+        self.stats.failed += count
 
     def _fail(self, reason: str, message: str) -> None:
         st = self.stats
@@ -286,9 +315,15 @@ class Runner:
         """
         key = endpoint.keyed(req).key
         hit = await self.store.lookup(key)
+        batch = self.batch if self.batch is not None and self.batch.handles(endpoint) else None
         if hit is not None:
-            self.stats.cached += 1
+            if batch is None or key not in batch.answered:  # a batch of this run counted it as made
+                self.stats.cached += 1
             return hit
+        if batch is not None:  # no live call: through a batch (counted there), or not at all
+            if key not in batch.handled:
+                await batch.fetch(self, endpoint, [req])
+            return self.store.get(key, query=False)
         if key in self._inflight:  # the same request is being asked right now: share its answer
             self.stats.cached += 1
             return await asyncio.shield(self._inflight[key])
@@ -307,7 +342,13 @@ class Runner:
 
     async def run(self, endpoint: Endpoint, requests: Sequence[Request],
                   on_done: Callable[[RunStats], None] | None = None) -> list[CachedResponse | None]:
-        """:meth:`call` for every request, concurrently (bounded by the endpoint); results in order."""
+        """:meth:`call` for every request, concurrently (bounded by the endpoint); results in order.
+
+        With a batch session for the endpoint, the requests not in the cache go out as provider batches first.
+        """
+        if self.batch is not None and self.batch.handles(endpoint):
+            await self.batch.fetch(self, endpoint, list(requests))
+
         async def one(req: Request) -> CachedResponse | None:
             try:
                 return await self.call(endpoint, req)
@@ -356,36 +397,60 @@ class Runner:
                 raise
             # Count and settle while the slot is held (the next request sees a stop at once); the
             # slot is free before the write, so the next request is on its way while DuckDB commits.
-            secrets = self._secrets(provider)
-            request = scrub_value({"messages": messages, "params": params.to_dict(), "extra": req.extra}, secrets)
-            attempts += self.store.previous_attempts(req.key)
-            if comp is None:
-                msg = st.last_error = scrub(str(err), secrets)
-                self._fail(failure_reason(err) if err is not None else "error", msg)
-                row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "failed", self.job, attempts,
-                                 error=msg)
+            row = self.outcome(endpoint, req, provider, comp, err, attempts, reserve=reserve)
+        await self.store.put(row)  # committed before anyone parses it
+        return self.store.get(req.key, query=False) if row.status == "ok" else None
+
+    def request_record(self, req: Request, provider: Provider) -> dict[str, Any]:
+        """What the cache stores as the request: the chat, the parameters and ``extra``, secrets scrubbed."""
+        return scrub_value({"messages": req.messages, "params": req.params.to_dict(), "extra": req.extra},
+                           self._secrets(provider))
+
+    def outcome(self, endpoint: Endpoint, req: Request, provider: Provider, comp: Completion | None,
+                err: BaseException | None, attempts: int, *, reserve: float | None) -> RequestRow:
+        """The cache row of a finished request (the reply, or the error of the last try), counted in the stats.
+
+        Usage is clamped (:meth:`_usage`), the cost is at the endpoint's price, secrets are scrubbed from
+        everything stored.  ``reserve``: the request's reservation, settled here with its cost; None for a
+        request of a provider batch (the batch's reservation is settled once, for all its requests, and a
+        failed request of a finished batch is not a failure in a row of live calls).
+        """
+        st = self.stats
+        secrets = self._secrets(provider)
+        request = self.request_record(req, provider)
+        attempts += self.store.previous_attempts(req.key)
+        if comp is None:
+            msg = st.last_error = scrub(str(err), secrets)
+            self._fail(failure_reason(err) if err is not None else "error", msg)
+            row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "failed", self.job, attempts, error=msg)
+            st.failed += 1
+            if reserve is not None:
                 self._settle(reserve, 0.0)
-                st.failed += 1
                 st.consecutive_failures += 1
                 if st.consecutive_failures >= self.policy.stop_after_failures:
                     self.stop("failing", f"{st.consecutive_failures} requests in a row failed; last error: {msg}")
-            else:
-                tin, tout = self._usage(endpoint, req, comp)
-                cost = endpoint.price.cost(tin, tout) if endpoint.price else None
-                row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "ok", self.job, attempts,
-                                 response=_storable(scrub_value(comp.raw, secrets)) or None,
-                                 text=scrub(comp.text, secrets), finish_reason=comp.finish_reason, input_tokens=tin,
-                                 output_tokens=tout, cost_usd=cost)
-                self._settle(reserve, cost or 0.0)
-                st.consecutive_failures = 0
-                st.made += 1
-                st.input_tokens += tin
-                st.output_tokens += tout
-                if cost is None:
-                    self.spend_known = False
-                st.spent_usd = self.budget.spent_this_run if self.spend_known else None
-        await self.store.put(row)  # committed before anyone parses it
-        return self.store.get(req.key, query=False) if row.status == "ok" else None
+            return row
+        tin, tout = self._usage(endpoint, req, comp)
+        cost = endpoint.price.cost(tin, tout) if endpoint.price else None
+        row = RequestRow(req.key, endpoint.kind, endpoint.model, request, "ok", self.job, attempts,
+                         response=_storable(scrub_value(comp.raw, secrets)) or None,
+                         text=scrub(comp.text, secrets), finish_reason=comp.finish_reason, input_tokens=tin,
+                         output_tokens=tout, cost_usd=cost)
+        if reserve is not None:
+            self._settle(reserve, cost or 0.0)
+        st.consecutive_failures = 0
+        st.made += 1
+        st.input_tokens += tin
+        st.output_tokens += tout
+        if cost is None:
+            self.spend_known = False
+        st.spent_usd = self.budget.spent_this_run if self.spend_known else None
+        return row
+
+    def settle(self, reserve: float, cost: float) -> None:
+        """Swap a reservation for what it cost (a provider batch's, once its results are in)."""
+        self._settle(reserve, cost)
+        self.stats.spent_usd = self.budget.spent_this_run if self.spend_known else None
 
     async def _try(self, endpoint: Endpoint, provider: Provider, messages: list[dict[str, Any]],
                    params: GenParams) -> Completion:

@@ -36,6 +36,7 @@ import asyncio
 import collections
 import dataclasses
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ from curator.data.readers.shapes import RowError
 from curator.data.readers.textfile import check_file, is_json_array, iter_json_records
 from curator.data.readers.textfile import check_text as check_unicode
 from curator.errors import ConfigError, CuratorError, InputError
+from curator.llm.batch import BATCH_KINDS, DEFAULT_POLL_INTERVAL, BatchSession
 from curator.llm.budget import (
     Budget,
     PriceTable,
@@ -87,6 +89,8 @@ __all__ = [
     "load_weaknesses",
 ]
 
+log = logging.getLogger(__name__)
+
 MODES = ("seeds", "answer", "targeted")
 DEFAULT_TEACHER = DEFAULT_CHAT_MODEL
 DEFAULT_K = 3
@@ -114,6 +118,10 @@ class GenerateOptions:
     size, 8).  ``rpm`` / ``tpm``: rate limits per minute.  ``judge``: a provider spec, a Provider or
     a :class:`Judge`.  ``prices``: a prices file merged over the bundled table, or a table.
     ``templates_dir``: edited prompt templates.  ``dry_run``: estimate only, ask nothing.
+    ``batch``: send the requests through the provider's batch API (OpenAI, Anthropic; batch prices;
+    the judge too when its provider has one), polling every ``poll_interval`` seconds
+    (:mod:`curator.llm.batch`).  ``engine``: what generates with a local teacher (``transformers`` or
+    ``vllm``; not part of the cache key).
     """
 
     mode: str = "seeds"
@@ -137,6 +145,9 @@ class GenerateOptions:
     prices: str | Path | PriceTable | None = None
     templates_dir: str | Path | None = None
     progress: bool = True
+    batch: bool = False
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    engine: str = "transformers"
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for options that cannot work together."""
@@ -152,6 +163,12 @@ class GenerateOptions:
             raise ConfigError("answer mode needs questions (--questions FILE)")
         if self.mode == "targeted" and not self.weaknesses:
             raise ConfigError("targeted mode needs weakness groups (--weaknesses FILE)")
+        if not self.poll_interval >= 0:
+            raise ConfigError("--poll-interval must be a number of seconds >= 0")
+        from curator.llm.engine import ENGINES
+
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r} (choose from {', '.join(ENGINES)})")
 
 
 @dataclass
@@ -211,6 +228,10 @@ class GenerateReport:
     stopped: str | None = None  # "budget" | "failing"
     message: str = ""
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # reason -> {"count", "example"}
+    batch: bool = False  # requests went through the provider's batch API
+    batches_submitted: int = 0  # provider batches submitted by this run
+    batches_resumed: int = 0  # provider batches of an earlier run, collected by this one
+    batch_ids: list[str] = field(default_factory=list)
     estimate: dict[str, Any] | None = None  # dry run
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -364,11 +385,20 @@ def _plan(ws: Workspace, opts: GenerateOptions) -> _Plan:
     qs = load_questions(opts.questions) if opts.mode == "answer" and opts.questions is not None else None
     groups = load_weaknesses(opts.weaknesses) if opts.mode == "targeted" and opts.weaknesses is not None else None
     table = opts.prices if isinstance(opts.prices, PriceTable) else load_prices(opts.prices, ws.path)
+    local = {"engine": opts.engine} if opts.engine != "transformers" else None
     teacher = Endpoint(opts.teacher, prices=table, concurrency=opts.concurrency,
-                       limiter=RateLimiter(opts.rpm, opts.tpm))
+                       limiter=RateLimiter(opts.rpm, opts.tpm), batch=opts.batch,
+                       provider_options=local if _kind(opts.teacher) == "local" else None)
+    if opts.batch and teacher.kind not in BATCH_KINDS:
+        raise ConfigError(f"--batch needs a teacher with a batch API ({', '.join(k + ':MODEL' for k in BATCH_KINDS)}); "
+                          f"{teacher.spec} answers live: leave out --batch")
+    if opts.engine != "transformers" and teacher.kind != "local":
+        raise ConfigError(f"--engine {opts.engine} is for a local teacher (local:NAME|PATH), not {teacher.spec}")
     jdg = Judge(opts.judge) if isinstance(opts.judge, (str, Provider)) else opts.judge
     jt = Endpoint(jdg.teacher, prices=table, concurrency=opts.concurrency,
-                  limiter=RateLimiter(opts.rpm, opts.tpm)) if jdg else None
+                  limiter=RateLimiter(opts.rpm, opts.tpm),
+                  batch=opts.batch and _kind(jdg.teacher) in BATCH_KINDS,
+                  provider_options=local if _kind(jdg.teacher) == "local" else None) if jdg else None
     warnings: list[str] = []
     for who in [teacher] + ([jt] if jt else []):
         if who.price is None:
@@ -407,12 +437,21 @@ def _plan(ws: Workspace, opts: GenerateOptions) -> _Plan:
         store.preload([s.key for s in specs])  # over the connection open here
         earlier = con.execute("SELECT sum(cost_usd) FROM requests WHERE job = ? AND status = 'ok'", [job]).fetchall()
     report = GenerateReport(job=job, mode=mode, task=task, teacher=teacher.spec, dry_run=opts.dry_run,
-                            requested=len(specs), budget_usd=opts.budget, warnings=warnings)
+                            requested=len(specs), budget_usd=opts.budget, warnings=warnings, batch=opts.batch)
     return _Plan(opts=opts, task=task, specs=specs, params=params, filters=opts.filters or FilterConfig(),
                  teacher=teacher, judge=jdg, judge_endpoint=jt, repair=repair, judge_template=judge_tmpl,
                  template_name=mode, template_hash=tmpl_hash, job=job, store=store,
                  already_spent=float(earlier[0][0] or 0.0),
                  uncached=[s for s in specs if store.get(s.key, query=False) is None], report=report)
+
+
+def _kind(teacher: str | Provider) -> str:
+    """The provider kind of a spec or a provider (``openai``, ``local``...)."""
+    if isinstance(teacher, Provider):
+        return teacher.name
+    from curator.llm.providers import parse_spec
+
+    return parse_spec(teacher)[0]
 
 
 def _job_id(**parts: Any) -> str:
@@ -578,10 +617,31 @@ class _Reply:
     pair: tuple[str, str] | None = None  # seeds / targeted: the parsed question and answer
 
 
+def _repair(plan: _Plan, spec: _Spec, resp: CachedResponse) -> Request:
+    """The follow-up that asks a reply with no question/answer pair to repair itself."""
+    return Request(spec.messages + [{"role": "assistant", "content": resp.text}] + plan.repair.render(), plan.params,
+                   {"repair_of": spec.key})
+
+
+async def _fetch_batches(plan: _Plan, runner: Runner) -> None:
+    """``--batch``: the planned requests through provider batches, then the repairs of unparsable replies in a
+    second round; afterwards every answer is in the cache and :func:`_fetch` asks nothing live."""
+    assert runner.batch is not None
+    await runner.batch.fetch(runner, plan.teacher, [plan.request(s) for s in plan.specs])
+    if plan.opts.mode == "answer":
+        return
+    fixes = [_repair(plan, s, resp) for s in plan.specs
+             if (resp := plan.store.get(s.key, query=False)) is not None and parse_pair(resp.text) is None]
+    if fixes:
+        await runner.batch.fetch(runner, plan.teacher, fixes)
+
+
 async def _fetch(plan: _Plan, runner: Runner) -> list[_Reply]:
     """Stage 2: every planned request through the runner; a reply with no question/answer pair is
     asked to repair itself once (seeds and targeted modes).  One progress tick per planned request."""
-    teacher, params = plan.teacher, plan.params
+    teacher = plan.teacher
+    if runner.batch is not None and runner.batch.handles(teacher):
+        await _fetch_batches(plan, runner)
 
     async def one(spec: _Spec, bar: Progress) -> _Reply:
         try:
@@ -596,8 +656,7 @@ async def _fetch(plan: _Plan, runner: Runner) -> list[_Reply]:
         pair = parse_pair(resp.text)
         if pair is not None:
             return _Reply(spec, resp, spec.key, pair)
-        fix = Request(spec.messages + [{"role": "assistant", "content": resp.text}] + plan.repair.render(), params,
-                      {"repair_of": spec.key})
+        fix = _repair(plan, spec, resp)
         again = await runner.call(teacher, fix)
         return _Reply(spec, again, fix.key, parse_pair(again.text) if again is not None else None)
 
@@ -802,6 +861,8 @@ def generate(ws: Workspace, options: GenerateOptions | None = None, /, **kwargs:
         report.seconds = time.monotonic() - t0
         return report
     runner = Runner(plan.store, job=plan.job, budget=Budget(opts.budget, plan.already_spent), retry=opts.retry)
+    if opts.batch:
+        runner.batch = BatchSession(poll_interval=opts.poll_interval, progress=opts.progress, log=log.info)
     if plan.uncached:
         plan.teacher.provider()  # fail fast on a missing key or bad model, before anything is asked
         if plan.judge_endpoint is not None:
@@ -837,6 +898,10 @@ def _copy_stats(runner: Runner, report: GenerateReport) -> None:
         report.message = runner.budget_message()  # the amount the report prints too
     report.failures = {k: dict(v) for k, v in sorted(s.failures.items(), key=lambda kv: (-kv[1]["count"], kv[0]))}
     report.warnings += s.warnings(runner.policy)
+    report.batches_submitted, report.batches_resumed = s.batches_submitted, s.batches_resumed
+    report.batch_ids = list(s.batch_ids)
+    if runner.batch is not None:
+        report.warnings += runner.batch.warnings
 
 
 # -- dry run -------------------------------------------------------------------------------------------------------
@@ -853,7 +918,8 @@ def _estimate(plan: _Plan) -> dict[str, Any]:
         "cost_estimate_usd": t.price.cost(est_in, max_out) if t.price else None,
         "cost_max_usd": t.price.cost(max_in, max_out) if t.price else None,
         "price": None if t.price is None else asdict(t.price),
-        "note": "output at max_tokens; repair requests for unparsable replies come on top",
+        "note": "output at max_tokens; repair requests for unparsable replies come on top"
+                + ("; at batch prices" if t.batch else ""),
     }
     if jdg and jt and judge_tmpl:
         base = judge_tmpl.render(system="", question="", answer="")

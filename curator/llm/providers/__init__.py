@@ -14,6 +14,8 @@ from curator.errors import require
 from curator.llm.providers.base import (
     PROVIDER_KINDS,
     SPEC_FORMS,
+    BatchItem,
+    BatchState,
     Completion,
     GenParams,
     MalformedResponseError,
@@ -48,6 +50,8 @@ __all__ = [
     "PROVIDER_KINDS",
     "SPEC_FORMS",
     "AnthropicProvider",
+    "BatchItem",
+    "BatchState",
     "CompatibleProvider",
     "Completion",
     "GenParams",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anthropic
@@ -10,6 +12,8 @@ from anthropic.types import Message
 
 from curator.errors import MissingKeyError, ProviderError
 from curator.llm.providers.base import (
+    BatchItem,
+    BatchState,
     Completion,
     GenParams,
     MalformedResponseError,
@@ -88,6 +92,8 @@ class AnthropicProvider(Provider):
 
     name = "anthropic"
     remote = True
+    batch_api = True
+    batch_limits = (100_000, 240 * 2**20)  # Message Batches take 100,000 requests and 256 MB per batch
 
     def __init__(
         self,
@@ -162,6 +168,52 @@ class AnthropicProvider(Provider):
 
     def secrets(self) -> list[str]:
         return [str(self._client.api_key or "")]
+
+    # -- Message Batches: /v1/messages/batches, then a JSONL of results -------------------------------------------
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """The SDK's errors of a batch call as RetryableError / ProviderError (as :meth:`complete` maps them)."""
+        try:
+            yield
+        except anthropic.APIStatusError as e:
+            raise error_for_status(f"{self.spec} ({what})", e.status_code, e.message, e.response.headers) from e
+        except anthropic.APIConnectionError as e:
+            raise transport_error(f"{self.spec} ({what})", e, isinstance(e, anthropic.APITimeoutError)) from e
+        except anthropic.AnthropicError as e:
+            raise ProviderError(f"{self.spec} ({what}): {type(e).__name__}: {e}") from e
+
+    async def submit_batch(self, items: list[BatchItem], tag: str) -> tuple[str, str | None]:
+        """One Message Batch (``tag`` is not sent: the API has no field for it, see :meth:`find_batch`)."""
+        requests: Any = [{"custom_id": cid, "params": self._request(messages, params)} for cid, messages, params in items]
+        with self._errors("batch create"):
+            batch = await self._client.messages.batches.create(requests=requests)
+        return batch.id, None
+
+    async def poll_batch(self, batch_id: str) -> BatchState:
+        with self._errors("batch poll"):
+            b = await self._client.messages.batches.retrieve(batch_id)
+        c = b.request_counts
+        done = c.succeeded + c.errored + c.canceled + c.expired
+        return BatchState(b.id, b.processing_status, b.processing_status == "ended", done, done + c.processing,
+                          b.model_dump(mode="json", warnings=False))
+
+    async def batch_results(self, state: BatchState) -> dict[str, Completion | ProviderError]:
+        out: dict[str, Completion | ProviderError] = {}
+        with self._errors("batch results"):
+            async for item in await self._client.messages.batches.results(state.id):
+                result = item.result
+                if result.type == "succeeded":
+                    try:
+                        out[item.custom_id] = self._to_completion(result.message)
+                    except ProviderError as e:
+                        out[item.custom_id] = e
+                elif result.type == "errored":
+                    err = result.error.error
+                    out[item.custom_id] = ProviderError(f"{self.spec}: batch request errored: "
+                                                        f"{getattr(err, 'type', 'error')}: {getattr(err, 'message', '')}")
+                else:  # canceled, expired
+                    out[item.custom_id] = ProviderError(f"{self.spec}: batch request {result.type}")
+        return out
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -23,6 +23,8 @@ from curator.errors import ProviderError
 __all__ = [
     "PROVIDER_KINDS",
     "SPEC_FORMS",
+    "BatchItem",
+    "BatchState",
     "Completion",
     "GenParams",
     "MalformedResponseError",
@@ -122,17 +124,44 @@ class GenParams:
         return d
 
 
+#: One request of a provider batch: (custom id, the chat, its parameters).
+BatchItem = tuple[str, list[dict[str, Any]], GenParams]
+
+
+@dataclass
+class BatchState:
+    """A provider batch as one poll saw it.
+
+    ``status`` is the provider's own word (``validating``, ``in_progress``, ``completed``, ``ended``...);
+    ``ended``: processing is over and the results can be collected (they may be partial: an expired or
+    cancelled batch); ``done`` / ``total``: requests processed so far, as far as the provider says.
+    """
+
+    id: str
+    status: str
+    ended: bool
+    done: int
+    total: int
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
 class Provider(ABC):
     """A teacher or judge model behind an async ``complete``.
 
     Subclasses set ``name`` (e.g. ``"openai"``), ``model`` and ``remote`` and may override
     ``spec`` (default ``"NAME:MODEL"``).  Use as ``async with provider: ...`` or call
     :meth:`aclose` when done.
+
+    A provider with a batch API (``batch_api = True``: OpenAI's Batch API, Anthropic's Message Batches)
+    also implements :meth:`submit_batch`, :meth:`poll_batch` and :meth:`batch_results`
+    (:mod:`curator.llm.batch` drives them); ``batch_limits`` is (requests, bytes) per batch.
     """
 
     name: str = ""
     model: str = ""
     remote: bool = True
+    batch_api: bool = False
+    batch_limits: tuple[int, int] = (0, 0)
 
     @property
     def spec(self) -> str:
@@ -145,6 +174,24 @@ class Provider(ABC):
     def secrets(self) -> list[str]:
         """The credentials this provider sends (scrubbed from everything stored, with the known keys)."""
         return []
+
+    # -- batch API (providers with ``batch_api = True``) ----------------------------------------------------
+    async def submit_batch(self, items: list[BatchItem], tag: str) -> tuple[str, str | None]:
+        """Submit ``items`` as one batch; ``(batch id, input file id or None)``.  ``tag`` is curator's own id
+        of the batch, attached where the API allows (see :meth:`find_batch`)."""
+        raise ProviderError(f"{self.spec}: this provider has no batch API")
+
+    async def find_batch(self, tag: str) -> str | None:
+        """The id of the batch submitted with ``tag``, when the API can tell (None: not found, or cannot say)."""
+        return None
+
+    async def poll_batch(self, batch_id: str) -> BatchState:
+        """The batch's state now."""
+        raise ProviderError(f"{self.spec}: this provider has no batch API")
+
+    async def batch_results(self, state: BatchState) -> dict[str, Completion | ProviderError]:
+        """The results of an ended batch by custom id: a completion, or why that request failed."""
+        raise ProviderError(f"{self.spec}: this provider has no batch API")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release network clients or models."""

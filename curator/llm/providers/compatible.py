@@ -18,6 +18,7 @@ class CompatibleProvider(OpenAIProvider):
 
     name = "compatible"
     key_env = KEY_ENV
+    batch_api = False  # OpenAI's Batch API is OpenAI's: servers that copy the chat API do not have it
     max_tokens_field = "max_tokens"
 
     def __init__(

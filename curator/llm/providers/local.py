@@ -1,11 +1,13 @@
-"""``local:NAME|PATH``: a transformers model on this machine, behind the async provider interface.
+"""``local:NAME|PATH``: a model on this machine, behind the async provider interface.
 
-Generation goes through :func:`curator.models.generate` (the shared chat templating), batched:
-concurrent :meth:`LocalProvider.complete` calls are gathered into one ``generate`` call of up to
-``batch_size`` conversations, run in a worker thread so the event loop stays free.  The model is
-loaded once per provider instance, on first use.  Cost is always 0 and ``remote`` is False.
-Without torch or transformers the constructor raises :class:`~curator.errors.MissingDependency`
-(``pip install 'curator-loop[train]'``).
+Generation goes through a :class:`~curator.llm.engine.GenerationEngine` (``engine="transformers"``,
+the default, or ``"vllm"`` on a CUDA GPU), with the shared chat templating, batched: concurrent
+:meth:`LocalProvider.complete` calls are gathered into one ``generate`` call of up to ``batch_size``
+conversations, run in a worker thread so the event loop stays free.  The model is loaded once per
+provider instance, on first use.  Cost is always 0 and ``remote`` is False.  The engine is not part of
+a request's cache key.  Without torch or transformers the constructor raises
+:class:`~curator.errors.MissingDependency` (``pip install 'curator-loop[train]'``); ``engine="vllm"``
+without CUDA or vLLM stops there too, with what to do instead.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ class LocalProvider(Provider):
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_wait: float = 0.05,
         dtype: str = "auto",
+        engine: str = "transformers",
         api_key: str | None = None,  # accepted and ignored, like the other remote-only options
         timeout: float | None = None,
     ) -> None:
+        from curator.llm.engine import make_engine
+
         if not name_or_path:
             raise ProviderError("local: a model name or folder is required")
         for module in ("torch", "transformers"):
@@ -53,36 +58,31 @@ class LocalProvider(Provider):
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.dtype = dtype
-        self._loaded: tuple[Any, Any] | None = None
+        options: dict[str, Any] = {"merge": False} if engine == "transformers" else {}
+        self.engine = make_engine(engine, name_or_path, dtype=dtype, batch_size=batch_size, **options)
         self._load_lock = threading.Lock()
         self._queue: list[tuple[list[dict[str, Any]], GenParams, asyncio.Future[Completion]]] = []
         self._worker: asyncio.Task[None] | None = None
         self.batch_sizes: list[int] = []  # sizes of the generate calls made, for tests and benchmarks
 
     # -- model --------------------------------------------------------------------------------------
-    def load(self) -> tuple[Any, Any]:
-        """(model, tokenizer), loaded on the first call."""
-        with self._load_lock:
-            if self._loaded is None:
-                from curator.models import load_model
+    def load(self) -> Any:
+        """The engine with its model loaded (on the first call); a model that cannot load is a ProviderError."""
+        from curator.llm.engine import TransformersEngine
 
-                try:
-                    self._loaded = load_model(self.model, dtype=self.dtype)
-                except CuratorError as e:
-                    raise ProviderError(f"{self.spec}: {e}") from e
-            return self._loaded
+        with self._load_lock:
+            try:
+                if isinstance(self.engine, TransformersEngine):
+                    self.engine.load()
+                else:
+                    self.engine.tokenizer  # noqa: B018 - loads it
+            except CuratorError as e:
+                raise ProviderError(f"{self.spec}: {e}") from e
+        return self.engine
 
     def generate_batch(self, conversations: list[list[dict[str, Any]]], params: GenParams) -> list[Completion]:
-        """Blocking: one batched ``generate`` call (stop strings are applied to the decoded text)."""
-        from curator.models import generate
-
-        model, tok = self.load()
-        outs = generate(
-            model, tok, conversations,
-            max_new_tokens=params.max_tokens, batch_size=len(conversations),
-            temperature=params.temperature, top_p=params.top_p,
-            seed=params.seed if params.seed is not None else 0,
-        )
+        """Blocking: one batched ``generate`` call of the engine (stop strings are applied to the decoded text)."""
+        outs = self.load().generate(conversations, params, batch_size=len(conversations))
         self.batch_sizes.append(len(conversations))
         result = []
         for o in outs:
@@ -143,4 +143,4 @@ class LocalProvider(Provider):
     async def aclose(self) -> None:
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
-        self._loaded = None
+        self.engine.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import openai
@@ -10,6 +12,8 @@ import orjson
 
 from curator.errors import MissingKeyError, ProviderError
 from curator.llm.providers.base import (
+    BatchItem,
+    BatchState,
     Completion,
     GenParams,
     MalformedResponseError,
@@ -33,6 +37,8 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     remote = True
+    batch_api = True
+    batch_limits = (50_000, 190 * 2**20)  # the Batch API takes 50,000 requests and 200 MB per input file
     key_env = "OPENAI_API_KEY"
     base_url_env = "OPENAI_BASE_URL"
     # OpenAI deprecated ``max_tokens`` for chat completions; servers that copy the API still want it.
@@ -130,6 +136,91 @@ class OpenAIProvider(Provider):
 
     def secrets(self) -> list[str]:
         return [str(self._client.api_key or "")]
+
+    # -- the Batch API: an input file of requests, /v1/batches, an output file of replies -------------------------
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """The SDK's errors of a batch call as RetryableError / ProviderError (as :meth:`complete` maps them)."""
+        try:
+            yield
+        except openai.APIStatusError as e:
+            raise error_for_status(f"{self.spec} ({what})", e.status_code, e.message, e.response.headers) from e
+        except openai.APIConnectionError as e:
+            raise transport_error(f"{self.spec} ({what})", e, isinstance(e, openai.APITimeoutError)) from e
+        except openai.OpenAIError as e:
+            raise ProviderError(f"{self.spec} ({what}): {type(e).__name__}: {e}") from e
+
+    async def submit_batch(self, items: list[BatchItem], tag: str) -> tuple[str, str | None]:
+        lines = b"".join(orjson.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+                                       "body": self._request(messages, params)}) + b"\n"
+                         for cid, messages, params in items)
+        with self._errors("batch input upload"):
+            upload = await self._client.files.create(file=(f"curator-{tag}.jsonl", lines, "application/jsonl"),
+                                                     purpose="batch")
+        with self._errors("batch create"):
+            batch = await self._client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                                      completion_window="24h", metadata={"curator_batch": tag})
+        return batch.id, upload.id
+
+    async def find_batch(self, tag: str) -> str | None:
+        """The batch whose metadata carries ``tag``, among the 500 newest (a kill between create and record)."""
+        seen = 0
+        with self._errors("batch list"):
+            async for b in self._client.batches.list(limit=100):
+                if (b.metadata or {}).get("curator_batch") == tag:
+                    return str(b.id)
+                seen += 1
+                if seen >= 500:
+                    break
+        return None
+
+    async def poll_batch(self, batch_id: str) -> BatchState:
+        with self._errors("batch poll"):
+            b = await self._client.batches.retrieve(batch_id)
+        counts = b.request_counts
+        done, total = (counts.completed + counts.failed, counts.total) if counts is not None else (0, 0)
+        ended = b.status in ("completed", "failed", "expired", "cancelled")
+        return BatchState(b.id, b.status, ended, done, total, b.model_dump(mode="json", warnings=False))
+
+    async def batch_results(self, state: BatchState) -> dict[str, Completion | ProviderError]:
+        out: dict[str, Completion | ProviderError] = {}
+        for field in ("output_file_id", "error_file_id"):
+            fid = state.raw.get(field)
+            if not fid:
+                continue
+            with self._errors("batch results"):
+                content = (await self._client.files.content(fid)).content
+            for n, line in enumerate(content.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                    cid = str(rec["custom_id"])
+                except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                    raise MalformedResponseError(f"{self.spec}: batch {state.id} {field} line {n}: {e}") from e
+                out[cid] = self._batch_line(rec)
+        errors = (state.raw.get("errors") or {}).get("data") or []
+        if state.status == "failed" and errors:  # the input was refused as a whole: no file, one reason
+            why = "; ".join(str(e.get("message", "")) for e in errors[:3])
+            out.setdefault("*", ProviderError(f"{self.spec}: batch {state.id} failed: {why}"))
+        return out
+
+    def _batch_line(self, rec: dict[str, Any]) -> Completion | ProviderError:
+        """One line of an output or error file: the completion, or the request's error."""
+        resp = rec.get("response") or {}
+        status = resp.get("status_code")
+        if rec.get("error"):
+            err = rec["error"]
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            return ProviderError(f"{self.spec}: batch request failed: {msg}")
+        body = resp.get("body")
+        if status != 200:
+            msg = ((body or {}).get("error") or {}).get("message", "") if isinstance(body, dict) else str(body)
+            return error_for_status(self.spec, int(status or 0), str(msg))
+        try:
+            return self._to_completion(body)
+        except ProviderError as e:
+            return e
 
     async def aclose(self) -> None:
         await self._client.close()
