@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import write_jsonl
+from helpers import TOOLS, tool_chat, write_jsonl
 
 from curator.data.ingest import ingest_file
 from curator.errors import SnapshotError
@@ -103,6 +103,42 @@ def test_round_trip_keeps_ids_splits_weights_and_meta(source: Workspace, tmp_pat
     assert create_snapshot(again).id == snap.id
     print(f"\n{fmt}: {len(after)} examples read back as {sorted(set(formats))}: ids, splits "
           f"{dict(sorted(snap.counts['by_split'].items()))}, weights and meta equal; snapshot id {snap.id} again")
+
+
+@pytest.mark.parametrize("fmt", ["openai", "parquet", "hf"])
+def test_round_trip_of_tool_calling_examples(ws: Workspace, tmp_path: Path, fmt: str) -> None:
+    """Tool calls, tool messages, text parts, ``content: null`` and the ``tools`` list come back with the same ids."""
+    ws.set_setting("split_ratios", RATIOS)
+    rows = [tool_chat(i, final=i % 2 == 0) for i in range(30)] + [_record(i) for i in range(10)]
+    ingest_file(ws, write_jsonl(tmp_path / "tools.jsonl", rows))
+    snap = create_snapshot(ws)
+    export_snapshot(ws, snap.id, fmt, tmp_path / fmt)
+    again = _fresh(tmp_path, f"again-{fmt}")
+    _ingest_export(again, fmt, tmp_path / fmt)
+
+    def stored(w: Workspace) -> dict[str, Any]:
+        with w.connect() as con:
+            got = con.execute("SELECT e.id, s.split, e.messages::VARCHAR, e.meta::VARCHAR FROM examples e "
+                              "JOIN splits s ON s.example_id = e.id").fetchall()
+        return {i: (sp, json.loads(m), {k: v for k, v in json.loads(meta).items() if k != "source"})
+                for i, sp, m, meta in got}
+
+    before, after = stored(ws), stored(again)
+    assert after == before and create_snapshot(again).id == snap.id
+    called = [v for v in before.values() if any(m.get("tool_calls") for m in v[1])]
+    assert len(called) == 30 and all(v[2]["tools"] == TOOLS for v in called)
+    assert sum(1 for v in called if v[1][-1]["role"] == "tool" or v[1][-2]["role"] == "tool") == 15
+    if fmt == "openai":
+        from curator.data.validate import validate_file
+
+        bare = export_snapshot(ws, snap.id, "openai", tmp_path / "bare", messages_only=True)
+        for f in bare["files"].values():
+            assert validate_file(f["path"]).ok
+        recs = [json.loads(x) for x in (tmp_path / "bare" / "train.jsonl").read_text().splitlines()]
+        first = next(r for r in recs if "tools" in r)
+        assert set(first) == {"messages", "tools", "parallel_tool_calls"} and first["messages"][2]["content"] is None
+    print(f"\n{fmt}: {len(after)} examples ({len(called)} with tool calls) read back with the same ids, "
+          f"tool calls and tools; snapshot id {snap.id} again")
 
 
 def test_parquet_is_typed_for_datasets_and_duckdb(source: Workspace, tmp_path: Path) -> None:

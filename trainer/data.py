@@ -9,6 +9,12 @@ end-of-turn token after them (``<|im_end|>`` for SmolLM2); whatever the template
 targets.  We tokenize ourselves instead of TRL's ``assistant_only_loss`` because the SmolLM2
 template has no ``{% generation %}`` markers.
 
+Tool calling: an example that calls tools (or holds a tool's answer) is rendered with its
+``tools`` list (``meta["tools"]``) when the base model's chat template supports tools
+(:func:`curator.models.supports_tools`); a last answer that calls tools is learnt as the template
+writes the calls.  A template without tool support cannot render them, so those examples are left
+out of training and counted (``excluded_tool_calls`` in the data stats, one log line in the run).
+
 DPO: ``{"prompt": [messages], "chosen": [assistant message], "rejected": [assistant message]}``
 (TRL's conversational preference format; TRL renders it with the same tokenizer template).
 """
@@ -23,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, SnapshotError
-from curator.models import prompt_messages, render_chat
+from curator.models import prompt_messages, render_chat, supports_tools
+from curator.records import uses_tools
 
 __all__ = [
     "SFTSequence",
@@ -37,18 +44,20 @@ __all__ = [
 SFTSequence = dict[str, list[int]]
 
 
-def tokenize_sft(tokenizer: Any, messages: list[dict[str, Any]], max_length: int | None = None) -> SFTSequence | None:
+def tokenize_sft(tokenizer: Any, messages: list[dict[str, Any]], max_length: int | None = None,
+                 tools: list[Any] | None = None) -> SFTSequence | None:
     """``{"input_ids", "labels"}`` for one conversation; None when nothing of the answer fits ``max_length``.
 
-    Truncation keeps the start (the prompt and the beginning of the answer), as TRL does.
+    Truncation keeps the start (the prompt and the beginning of the answer), as TRL does.  ``tools``
+    (function schemas) go to the chat template.
     """
     prompt = prompt_messages(messages)
     if len(prompt) == len(messages) or not prompt:
         return None  # no assistant answer to learn, or nothing to answer
     answer = messages[len(prompt)]
     convo = [*prompt, answer]  # anything after the last assistant turn cannot exist; keep exactly this
-    prompt_text = render_chat(tokenizer, prompt, add_generation_prompt=True)
-    full_text = render_chat(tokenizer, convo)
+    prompt_text = render_chat(tokenizer, prompt, add_generation_prompt=True, tools=tools)
+    full_text = render_chat(tokenizer, convo, tools=tools)
     if not full_text.startswith(prompt_text):
         raise CuratorError(
             "the chat template renders the prompt differently alone and before its answer; "
@@ -59,8 +68,14 @@ def tokenize_sft(tokenizer: Any, messages: list[dict[str, Any]], max_length: int
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
     p_end = len(prompt_text)
     content = answer["content"]
-    c_pos = full_text.find(content, p_end) if content else -1
-    c_end = c_pos + len(content) if c_pos >= 0 else len(full_text)
+    if answer.get("tool_calls"):
+        # The calls are written by the template after any content: the answer ends where its end of turn starts.
+        tail = full_text.rstrip()
+        eos = tokenizer.eos_token or ""
+        c_end = len(tail) - len(eos) if eos and tail.endswith(eos) else len(tail)
+    else:
+        c_pos = full_text.find(content, p_end) if content else -1
+        c_end = c_pos + len(content) if c_pos >= 0 else len(full_text)
     n_prompt = sum(1 for _, end in offsets if end <= p_end)
     n_answer = sum(1 for start, _ in offsets[n_prompt:] if start < c_end)
     keep = min(len(ids), n_prompt + n_answer + 1)  # the answer plus its end-of-turn token
@@ -74,14 +89,21 @@ def tokenize_sft(tokenizer: Any, messages: list[dict[str, Any]], max_length: int
 
 
 def sft_dataset(tokenizer: Any, rows: Iterable[dict[str, Any]], max_length: int) -> tuple[Any, dict[str, int]]:
-    """A ``datasets.Dataset`` of tokenized sequences, and counts (examples, truncated, dropped, tokens)."""
+    """A ``datasets.Dataset`` of tokenized sequences, and counts (examples, truncated, dropped, tokens,
+    ``excluded_tool_calls``: examples with tool calls left out because the chat template cannot render them)."""
     from datasets import Dataset
 
     seqs: list[SFTSequence] = []
-    stats = {"examples": 0, "truncated": 0, "dropped": 0, "tokens": 0, "target_tokens": 0}
+    stats = {"examples": 0, "truncated": 0, "dropped": 0, "tokens": 0, "target_tokens": 0, "excluded_tool_calls": 0}
+    tool_ok = supports_tools(tokenizer)
     for r in rows:
         stats["examples"] += 1
-        seq = tokenize_sft(tokenizer, r["messages"], None)
+        meta = r.get("meta")
+        tools = meta.get("tools") if isinstance(meta, dict) else None
+        if uses_tools(r["messages"]) and not tool_ok:
+            stats["excluded_tool_calls"] += 1
+            continue
+        seq = tokenize_sft(tokenizer, r["messages"], None, tools=tools if tool_ok else None)
         if seq is None:
             stats["dropped"] += 1
             continue

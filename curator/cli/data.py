@@ -30,26 +30,32 @@ __all__ = ['ingest', 'stats', 'validate']
 @click.option("--response-column", help="CSV: column holding the assistant answer.")
 @click.option("--system-column", help="CSV: column holding a system prompt.")
 @click.option("--task-column", help="CSV: column holding the task label.")
+@click.option("--delimiter", help="CSV: the delimiter (one character, or 'tab' / '\\t'); default: sniffed "
+                                  "(',' tab ';' '|'), tab for .tsv.")
 @click.option("--hf-split", help="HF DatasetDict folder: read only this split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str | None, split: str | None, origin: str,
            skip_invalid: bool, ratios: str | None, prompt_column: str | None, response_column: str | None,
-           system_column: str | None, task_column: str | None, hf_split: str | None, as_json: bool) -> None:
+           system_column: str | None, task_column: str | None, delimiter: str | None, hf_split: str | None,
+           as_json: bool) -> None:
     """Read example files into the workspace (one transaction per file).
 
     \b
     curator ingest data/train.jsonl
     curator ingest my_test.jsonl --split test --task support
     curator ingest tickets.csv --prompt-column question --response-column reply
+    curator ingest tickets.txt --format csv --delimiter tab
     """
     from curator.data.ingest import ingest_file
     from curator.data.readers import CsvMapping
+    from curator.data.readers.csvfile import parse_delimiter
     from curator.data.splits import parse_ratios
 
     ws = _ws(ctx)
     split_ratios = parse_ratios(ratios) if ratios else None
-    mapping = CsvMapping(prompt_column, response_column, system_column, task_column)
+    mapping = CsvMapping(prompt_column, response_column, system_column, task_column,
+                         parse_delimiter(delimiter) if delimiter else None)
     reports = []
     for f in files:
         r = ingest_file(ws, f, fmt=fmt, task=task, split=split, origin=origin, skip_invalid=skip_invalid,
@@ -77,25 +83,35 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str, task: str | No
 @click.option("--model", default="local:smollm2-135m-instruct", show_default=True,
               help="Tokenizer used to count tokens.")
 @click.option("--no-tokens", is_flag=True, help="Skip token counting.")
+@click.option("--prompt-column", help="CSV: column holding the user turn.")
+@click.option("--response-column", help="CSV: column holding the assistant answer.")
+@click.option("--system-column", help="CSV: column holding a system prompt.")
+@click.option("--delimiter", help="CSV: the delimiter (one character, or 'tab' / '\\t'); default: sniffed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(file: Path, fmt: str, model: str, no_tokens: bool, as_json: bool) -> None:
-    """Check a file against OpenAI's chat fine-tuning rules and more; writes nothing.
+def validate(file: Path, fmt: str, model: str, no_tokens: bool, prompt_column: str | None,
+             response_column: str | None, system_column: str | None, delimiter: str | None, as_json: bool) -> None:
+    """Check a file against OpenAI's chat fine-tuning rules (tool calls included) and more; writes nothing.
 
-    Exit code 1 when there are errors.
+    Every error is listed with its line (the first five of each kind). Exit code 1 when there are errors.
 
     \b
     curator validate data/train.jsonl
+    curator validate tickets.txt --format csv --delimiter tab
     """
+    from curator.data.readers import CsvMapping
+    from curator.data.readers.csvfile import parse_delimiter
     from curator.data.validate import token_counter, validate_file
     from curator.errors import MissingDependency
 
+    mapping = CsvMapping(prompt_column, response_column, system_column, None,
+                         parse_delimiter(delimiter) if delimiter else None)
     counter = None
     if not no_tokens:
         try:
             counter = token_counter(model)
         except MissingDependency as e:  # a core install: every rule is still checked, only the counts are not
             log(f"tokens not counted: {e} (--no-tokens skips the count)")
-    report = validate_file(file, fmt=fmt, count_tokens=counter)
+    report = validate_file(file, fmt=fmt, csv_mapping=mapping, count_tokens=counter)
     d = report.to_dict()
     if as_json:
         echo_json(d)
@@ -108,6 +124,8 @@ def validate(file: Path, fmt: str, model: str, no_tokens: bool, as_json: bool) -
                 click.echo(f"{title}:")
                 rows = [(k, v["count"], ", ".join(map(str, v[f"first_{unit}s"]))) for k, v in kinds.items()]
                 click.echo(table(["kind", "count", f"first {unit}s"], rows))
+        for line in report.messages():
+            click.echo(line)
         if d["tokens_per_example"]:
             t = d["tokens_per_example"]
             click.echo(f"tokens per example: min {t['min']:.0f}, median {t['median']:.0f}, p90 {t['p90']:.0f}, "

@@ -151,7 +151,8 @@ def snapshot_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True,
               help="Replace what an earlier export wrote there (only curator's files; nothing else is touched).")
-@click.option("--messages-only", is_flag=True, help="openai: write only `messages` (no task or meta keys).")
+@click.option("--messages-only", is_flag=True,
+              help="openai: write only `messages` (and `tools` where an example has them), no task or meta keys.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def snapshot_export(ctx: click.Context, ref: str, fmt: str, split: str | None, out: Path, force: bool,

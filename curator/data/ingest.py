@@ -189,7 +189,7 @@ def _convert(rows: Iterable[Row | BadRow], ctx: _Ctx, stop_at_first_error: bool)
         meta["source"] = {**src_meta, ctx.unit: row.line}
         messages = normalize_messages(row.messages)
         try:
-            cols.append(_example_id(messages), messages, row_task, ctx.origin, ctx.source, None, meta,
+            cols.append(_example_id(messages, meta.get("tools")), messages, row_task, ctx.origin, ctx.source, None, meta,
                         ctx.split or _dataset_split(row.split))
         except RowError as e:
             bad.append(BadRow(row.line, str(e)))

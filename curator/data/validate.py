@@ -1,17 +1,26 @@
 """``curator validate FILE``: format checks only, nothing is written.
 
-For OpenAI chat JSONL the seven error kinds of OpenAI's chat fine-tuning data checks are applied
-to the raw records (``data_type``, ``missing_messages_list``, ``message_missing_key``,
-``message_unrecognized_key``, ``unrecognized_role``, ``missing_content``,
-``example_missing_assistant_message``), plus curator's own: ``json_error``, ``bad_utf8``,
-``line_too_long``, ``nul_byte``, ``invalid_unicode`` (a lone surrogate), ``nesting_too_deep``,
-``unstorable_value`` (what ingest could not store in ``meta``), ``bad_task``, ``empty_content``,
-``non_string_content``, ``last_not_assistant``, ``consecutive_same_role``.  Other formats report their reader errors as ``invalid_record`` and
-get the same message-level checks after conversion.
+For OpenAI chat JSONL the seven error kinds of OpenAI's chat fine-tuning data checks (the
+cookbook's notebook) are applied to the raw records, brought up to OpenAI's current format (tool
+calls, tool messages, a ``tools`` list and content parts are valid): ``data_type``,
+``missing_messages_list``, ``message_missing_key``, ``message_unrecognized_key``,
+``unrecognized_role``, ``missing_content``, ``example_missing_assistant_message``.  Then the
+current format's own rules: ``bad_weight`` (a weight other than 0 or 1), ``weight_not_on_assistant``,
+``key_not_for_role`` (``tool_calls`` off an assistant message, ``tool_call_id`` off a tool message),
+``bad_content_part`` (a part that is not text), ``bad_tool_calls``, ``bad_tool_call_arguments``
+(not the JSON text of an object, e.g. encoded twice), ``bad_tools``, ``unknown_tool_call_id``,
+``unanswered_tool_call``, ``function_call_unsupported`` (the deprecated form, which curator does not
+store).  And curator's own: ``json_error``, ``bad_utf8``, ``line_too_long``, ``nul_byte``,
+``invalid_unicode`` (a lone surrogate), ``nesting_too_deep``, ``unstorable_value`` (what ingest could
+not store in ``meta``), ``bad_task``, ``empty_content``, ``non_string_content``,
+``last_not_assistant``, ``consecutive_same_role``.  Each error comes with a one-line message naming
+its line (``FILE:LINE: message 2 (assistant) tool call 1 "arguments" ...``).  Other formats report
+their reader errors as ``invalid_record`` and get the same message-level checks after conversion.
 
 Warnings follow OpenAI's notebook: examples without a system or user message, and examples over
 the 4,096-token limit (counted with the base model's tokenizer and chat template), plus the
-default epoch count and billed-token estimate.
+default epoch count and billed-token estimate; and ``tool_not_in_tools``, a call of a function the
+example's ``tools`` list does not declare.
 """
 
 from __future__ import annotations
@@ -25,14 +34,14 @@ from typing import Any
 import numpy as np
 
 from curator.data.readers import BadRow, CsvMapping, read_rows
-from curator.data.readers.shapes import RowError, encode_meta
+from curator.data.readers.chat import record_problems
+from curator.data.readers.shapes import Problem, RowError, encode_meta, message_problems
 from curator.data.readers.textfile import check_file, is_json_array, iter_json_records
+from curator.records import normalize_messages
 
-__all__ = ["MAX_TOKENS_PER_EXAMPLE", "ValidationReport", "check_chat_record", "validate_file"]
+__all__ = ["MAX_TOKENS_PER_EXAMPLE", "ValidationReport", "chat_record_problems", "check_chat_record", "validate_file"]
 
 MAX_TOKENS_PER_EXAMPLE = 4096
-_ALLOWED_KEYS = {"role", "content", "name", "function_call", "weight"}
-_OPENAI_ROLES = {"system", "user", "assistant", "function"}
 _FIRST_LINES = 5
 
 
@@ -47,14 +56,44 @@ class ValidationReport:
     messages_per_example: dict[str, float] = field(default_factory=dict)
     billing: dict[str, int] = field(default_factory=dict)
     unit: str = "line"
+    #: kind -> the first (line, message) pairs of that kind, errors and warnings alike
+    details: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
+    def error(self, kind: str, line: int, message: str) -> None:
+        self._add(self.errors, kind, line, message)
+
+    def warning(self, kind: str, line: int, message: str) -> None:
+        self._add(self.warnings, kind, line, message)
+
+    def _add(self, to: dict[str, list[int]], kind: str, line: int, message: str) -> None:
+        lines = to[kind]
+        if lines and lines[-1] == line:  # one count per record and kind, as OpenAI's notebook counts
+            return
+        lines.append(line)
+        if len(self.details[kind]) < _FIRST_LINES:
+            self.details[kind].append((line, message))
+
+    def where(self, line: int) -> str:
+        """``PATH:LINE`` (JSON Lines, CSV) or ``PATH: record N`` / ``PATH: row N``."""
+        return f"{self.path}:{line}" if self.unit == "line" else f"{self.path}: {self.unit} {line}"
+
+    def messages(self, per_kind: int = _FIRST_LINES, *, warnings: bool = False) -> list[str]:
+        """``WHERE: kind: message`` for the first errors of each kind (then the warnings, with ``warnings``)."""
+        out = []
+        for d in (self.errors, self.warnings) if warnings else (self.errors,):
+            for kind in sorted(d):
+                out += [f"{self.where(line)}: {kind}: {msg}" for line, msg in self.details.get(kind, [])[:per_kind]]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         def kinds(d: dict[str, list[int]]) -> dict[str, Any]:
-            return {k: {"count": len(v), f"first_{self.unit}s": v[:_FIRST_LINES]} for k, v in sorted(d.items())}
+            return {k: {"count": len(v), f"first_{self.unit}s": v[:_FIRST_LINES],
+                        "first_messages": [{self.unit: line, "message": msg} for line, msg in self.details.get(k, [])]}
+                    for k, v in sorted(d.items())}
 
         return {
             "path": self.path,
@@ -69,72 +108,26 @@ class ValidationReport:
         }
 
 
-def check_chat_record(rec: Any) -> list[str]:
-    """Error kinds of one raw chat record (OpenAI's seven, then curator's own)."""
+def chat_record_problems(rec: Any) -> list[Problem]:
+    """Every problem of one raw chat record: the format's (:func:`~curator.data.readers.chat.record_problems`),
+    then what ingest could not store in ``meta`` (``bad_task``, ``unstorable_value``...)."""
+    problems = record_problems(rec)
     if not isinstance(rec, dict):
-        return ["data_type"]
-    messages = rec.get("messages")
-    if not messages:
-        return ["missing_messages_list"]
-    if not isinstance(messages, list):
-        return ["data_type"]
-    errs: list[str] = []
-    for m in messages:
-        if not isinstance(m, dict):
-            errs.append("data_type")
-            continue
-        if "role" not in m or "content" not in m:
-            errs.append("message_missing_key")
-        if any(k not in _ALLOWED_KEYS for k in m):
-            errs.append("message_unrecognized_key")
-        if m.get("role") not in _OPENAI_ROLES:
-            errs.append("unrecognized_role")
-        if m.get("name") is not None and not isinstance(m["name"], str):
-            errs.append("data_type")
-        content = m.get("content")
-        if (not content and not m.get("function_call")) or not isinstance(content, str):
-            errs.append("missing_content")
-        if content is not None and not isinstance(content, str):
-            errs.append("non_string_content")
-        elif isinstance(content, str) and not content.strip():
-            errs.append("empty_content")
-    dict_msgs = [m for m in messages if isinstance(m, dict)]
-    if not any(m.get("role") == "assistant" for m in dict_msgs):
-        errs.append("example_missing_assistant_message")
-    elif dict_msgs and dict_msgs[-1].get("role") != "assistant":
-        errs.append("last_not_assistant")
-    roles = [m.get("role") for m in dict_msgs]
-    if any(a == b for a, b in zip(roles, roles[1:], strict=False)):
-        errs.append("consecutive_same_role")
-    return sorted(set(errs))
-
-
-def _storable(rec: Any) -> list[str]:
-    """What ingest would refuse in the rest of a chat record: its ``meta`` and ``task``."""
-    if not isinstance(rec, dict):
-        return []
+        return problems
     meta = {k: v for k, v in rec.items() if k != "messages"}
-    errs = []
     task = meta.get("task")
     if task is not None and not isinstance(task, str):
-        errs.append("bad_task")
+        problems.append(Problem("bad_task", f'"task" must be a string, got {type(task).__name__}'))
     try:
         encode_meta(meta)
     except RowError as e:
-        errs.append(e.kind or "unstorable_value")
-    return errs
+        problems.append(Problem(e.kind or "unstorable_value", str(e)))
+    return problems
 
 
-def _message_checks(messages: list[dict[str, Any]]) -> list[str]:
-    errs = []
-    if any(not m["content"].strip() for m in messages):
-        errs.append("empty_content")
-    if messages[-1]["role"] != "assistant":
-        errs.append("last_not_assistant")
-    roles = [m["role"] for m in messages]
-    if any(a == b for a, b in zip(roles, roles[1:], strict=False)):
-        errs.append("consecutive_same_role")
-    return errs
+def check_chat_record(rec: Any) -> list[str]:
+    """Error kinds of one raw chat record (OpenAI's seven, the current format's, then curator's own)."""
+    return sorted({p.kind for p in chat_record_problems(rec)})
 
 
 def _stats(values: list[int]) -> dict[str, float]:
@@ -179,35 +172,37 @@ def validate_file(
                 reason = str(rec)
                 kind = rec.kind or (
                     "bad_utf8" if "UTF-8" in reason else "line_too_long" if "limit" in reason else "json_error")
-                report.errors[kind].append(line)
+                report.error(kind, line, reason)
                 continue
-            kinds = check_chat_record(rec)
-            kinds.extend(_storable(rec))
-            for k in kinds:
-                report.errors[k].append(line)
+            problems = chat_record_problems(rec)
+            for pr in problems:
+                report.error(pr.kind, line, pr.message)
             if isinstance(rec, dict) and isinstance(rec.get("messages"), list):
                 msgs = [m for m in rec["messages"] if isinstance(m, dict)]
-                _warn(report, line, msgs)
-                if not kinds:
-                    convs.append((line, msgs))
+                _warn(report, line, msgs, rec.get("tools"))
+                if not problems:
+                    convs.append((line, normalize_messages(msgs)))
     else:
         for row in rows:
             report.examples += 1
             if isinstance(row, BadRow):
-                report.errors["invalid_record"].append(row.line)
+                report.error("invalid_record", row.line, row.reason)
                 continue
-            for k in _message_checks(row.messages):
-                report.errors[k].append(row.line)
-            _warn(report, row.line, row.messages)
-            convs.append((row.line, row.messages))
+            for pr in message_problems(row.messages):
+                if pr.kind == "missing_content" and not pr.hard:
+                    continue  # OpenAI's count of empty content applies to chat records; empty_content says it here
+                report.error(pr.kind, row.line, pr.message)
+            _warn(report, row.line, row.messages, row.meta.get("tools") if src.format.endswith("chat") else None)
+            convs.append((row.line, normalize_messages(row.messages)))
     report.errors = {k: v for k, v in report.errors.items() if v}
     report.messages_per_example = _stats([len(c) for _, c in convs])
     if count_tokens is not None and convs:
         lengths = [count_tokens(c) for _, c in convs]
         report.tokens = _stats(lengths)
-        over = [line for (line, _), n in zip(convs, lengths, strict=True) if n > MAX_TOKENS_PER_EXAMPLE]
-        if over:
-            report.warnings["over_token_limit"] = over
+        for (line, _), n in zip(convs, lengths, strict=True):
+            if n > MAX_TOKENS_PER_EXAMPLE:
+                report.warning("over_token_limit", line, f"{n} tokens, over OpenAI's {MAX_TOKENS_PER_EXAMPLE} per "
+                                                         "example (truncated in fine-tuning)")
         billed = sum(min(MAX_TOKENS_PER_EXAMPLE, n) for n in lengths)
         epochs = _epochs(len(convs))
         report.billing = {"billed_tokens_per_epoch": billed, "default_epochs": epochs, "billed_tokens": billed * epochs}
@@ -215,12 +210,23 @@ def validate_file(
     return report
 
 
-def _warn(report: ValidationReport, line: int, messages: list[dict[str, Any]]) -> None:
+def _warn(report: ValidationReport, line: int, messages: list[dict[str, Any]], tools: Any = None) -> None:
     roles = Counter(m.get("role") for m in messages)
     if not roles["system"]:
-        report.warnings["missing_system"].append(line)
+        report.warning("missing_system", line, "no system message")
     if not roles["user"]:
-        report.warnings["missing_user"].append(line)
+        report.warning("missing_user", line, "no user message")
+    if isinstance(tools, list):
+        declared = {t["function"].get("name") for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)}
+        for i, m in enumerate(messages, 1):
+            calls = m.get("tool_calls")
+            for c in calls if isinstance(calls, list) else []:
+                fn = c.get("function") if isinstance(c, dict) else None
+                name = fn.get("name") if isinstance(fn, dict) else None
+                if isinstance(name, str) and name not in declared:
+                    report.warning("tool_not_in_tools", line, f"message {i} calls {name!r}, which \"tools\" does not "
+                                                              f"declare ({', '.join(sorted(map(str, declared)))})")
+                    return
 
 
 def token_counter(model: str) -> Callable[[list[dict[str, Any]]], int]:
@@ -230,9 +236,8 @@ def token_counter(model: str) -> Callable[[list[dict[str, Any]]], int]:
     tok = load_tokenizer(model)
 
     def count(messages: list[dict[str, Any]]) -> int:
-        clean = [m for m in messages if isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")]
-        if not clean:
+        if not messages:
             return 0
-        return len(tok(render_chat(tok, clean), add_special_tokens=False)["input_ids"])
+        return len(tok(render_chat(tok, messages), add_special_tokens=False)["input_ids"])
 
     return count

@@ -125,8 +125,12 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, Path, str]]:
     add("unknown_role", good + "\n" + json.dumps({"messages": [{"role": "robot", "content": "x"}]}) + "\n",
         r"unknown_role\.jsonl:2: message 1 has unknown role 'robot'")
     add("non_string", good + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"},
-                                                             {"role": "assistant", "content": ["a"]}]}) + "\n",
-        r"non_string\.jsonl:2: message 2 \(assistant\) content must be a string, got list")
+                                                             {"role": "assistant", "content": 5}]}) + "\n",
+        r"non_string\.jsonl:2: message 2 \(assistant\) content must be a string or a list of text parts, got int")
+    add("image_part", good + "\n" + json.dumps({"messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+        {"role": "assistant", "content": "a"}]}) + "\n",
+        r"image_part\.jsonl:2: message 1 \(user\) content part 1 is of type 'image_url': curator trains text models")
     add("empty", "", r"empty\.jsonl: file is empty")
     add("binary", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), r"binary\.jsonl: binary file")
     add("utf16", (good + "\n").encode("utf-16"), r"utf16\.jsonl: file is UTF-16 encoded")

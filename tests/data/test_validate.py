@@ -16,8 +16,9 @@ def test_toy_file_matches_the_cookbook(shared_data: Path) -> None:
     r = validate_file(shared_data / "openai_cookbook/toy_chat_fine_tuning.jsonl")
     assert r.ok and r.examples == 5
     d = r.to_dict()
-    assert d["warnings"]["missing_system"] == {"count": 1, "first_lines": [3]}
-    assert d["warnings"]["missing_user"] == {"count": 1, "first_lines": [4]}
+    assert d["warnings"]["missing_system"] == {"count": 1, "first_lines": [3],
+                                               "first_messages": [{"line": 3, "message": "no system message"}]}
+    assert d["warnings"]["missing_user"]["first_lines"] == [4]
     # The cookbook's printed message statistics (numpy linear quantiles 0.1 / 0.9).
     assert d["messages_per_example"] == pytest.approx(
         {"min": 2, "max": 9, "mean": 3.8, "median": 3.0, "p10": 2.0, "p90": 6.6})
@@ -38,7 +39,7 @@ def test_token_warning_and_billing_with_a_counter(shared_data: Path) -> None:
         ({"messages": [{"role": "user"}, {"role": "assistant", "content": "a"}]}, ["message_missing_key", "missing_content"]),
         ({"messages": [{"role": "user", "content": "q", "extra": 1}, {"role": "assistant", "content": "a"}]},
          ["message_unrecognized_key"]),
-        ({"messages": [{"role": "tool", "content": "q"}, {"role": "assistant", "content": "a"}]}, ["unrecognized_role"]),
+        ({"messages": [{"role": "robot", "content": "q"}, {"role": "assistant", "content": "a"}]}, ["unrecognized_role"]),
         ({"messages": [{"role": "user", "content": "q"}]}, ["example_missing_assistant_message"]),
         ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 5}]},
          ["missing_content", "non_string_content"]),

@@ -64,6 +64,10 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
                                   "log": logs.append}
         r1 = run_round(ws, n_generate=4, **common)
         asked_round_1 = srv.request_count
+        # Production traffic between the rounds: `curator serve --champion` answers, a scripted user rates.
+        from curator.loop.demo import serve_traffic
+
+        served = serve_traffic(ws, SEEDS / "traffic.jsonl", limit=3, max_tokens=8, log=logs.append)
         r2 = run_round(ws, n_generate=0, feedback=[SEEDS / "feedback.jsonl"], **common)
         assert srv.request_count == asked_round_1  # round 2 asked the teacher nothing
 
@@ -84,6 +88,13 @@ def test_two_rounds_end_to_end(ws: Workspace, tiny_model_dir: Path) -> None:
     assert r1.batch["weaknesses_from"]["split"] == "eval"
     dev_split = _rows(ws, "SELECT split FROM evals WHERE id = ?", [r1.dev_eval_id])[0][0]
     assert dev_split == "eval"
+
+    # Round 2 first ingested the three rated traces the server logged (once: they are marked ingested).
+    assert r2.feedback is not None and r2.feedback["traces"]["rated_traces"] == 3
+    assert any("rated traces of curator serve: 3 ingested" in line for line in logs)
+    traced = _rows(ws, "SELECT count(*) FROM traces WHERE ingested_at IS NOT NULL AND run_id IS NOT DISTINCT FROM ?",
+                   [r1.champion if r1.champion != "base" else None])[0][0]
+    assert traced == 3 and sorted(served["trace_ids"]) == sorted(r[0] for r in _rows(ws, "SELECT id FROM traces"))
 
     # Round 2: new data (targeted + feedback) in a new snapshot, training continued from the champion.
     assert (r2.round, r2.baseline) == (2, r1.champion)

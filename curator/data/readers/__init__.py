@@ -2,8 +2,9 @@
 
 Formats: ``chat`` (OpenAI chat JSONL), ``alpaca``, ``selfinstruct``, ``sharegpt``, ``dolly``
 (record shapes in JSON Lines, JSON arrays, Parquet or HF datasets), ``csv`` (CSV/TSV with column
-mapping) and ``hf`` (a ``save_to_disk`` folder or a Parquet file).  ``auto`` looks at the file
-extension and then at the keys of the first record.
+mapping; the delimiter is sniffed) and ``hf`` (a ``save_to_disk`` folder or a Parquet file).  ``auto``
+looks at the file extension (``.csv``, ``.tsv``, and a ``.txt`` that does not start like JSON, are
+tables) and then at the keys of the first record.
 
 Rows come out as :class:`Row` (normalisable messages + meta) or :class:`BadRow` (line and reason),
 so the caller decides whether one bad row rejects the whole file or is skipped.
@@ -88,7 +89,7 @@ def read_rows(
         raise InputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})", p)
     if not p.exists():
         raise InputError("no such file", p)
-    if fmt == "csv" or (fmt == "auto" and p.suffix.lower() in (".csv", ".tsv")):
+    if fmt == "csv" or (fmt == "auto" and (p.suffix.lower() in (".csv", ".tsv") or _text_table(p))):
         check_file(p)
         return Source(p, "csv"), _csv_rows(p, csv_mapping or CsvMapping())
     container, unit, records = _records(p, fmt, hf_split)
@@ -112,6 +113,15 @@ def read_rows(
         )
     src.format = shape if container == "json" else f"hf/{shape}"
     return src, _shape_rows(SHAPES[shape], chain(first, records))
+
+
+def _text_table(path: Path) -> bool:
+    """A ``.txt`` file that does not start like JSON: a CSV/TSV table (its delimiter is sniffed)."""
+    if path.suffix.lower() != ".txt" or not path.is_file():
+        return False
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+    return bool(head) and head[:1] not in (b"{", b"[")
 
 
 def _shape_rows(mod: ModuleType, records: Iterator[tuple[int, Any, str | None]]) -> Iterator[Row | BadRow]:

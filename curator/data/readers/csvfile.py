@@ -4,11 +4,17 @@ Obvious headers are mapped automatically (``instruction``/``response``, ``text``
 ``question``/``answer``, ``prompt``/``completion``, ...); anything else takes
 ``--prompt-column`` / ``--response-column`` (and optionally ``--system-column``, ``--task-column``).
 Other columns are kept in ``meta``.
+
+The delimiter is ``--delimiter`` (:func:`parse_delimiter`: one character, or ``tab`` / ``\t``,
+``comma``, ``semicolon``, ``pipe``) when given; a ``.tsv`` file is tab-separated; any other file
+(``.csv``, ``.txt``, no extension) is sniffed (:func:`sniff_delimiter`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,16 @@ from curator.data.readers.textfile import MAX_LINE_BYTES, iter_raw_lines
 from curator.errors import InputError
 
 NAME = "csv"
-__all__ = ["NAME", "CsvMapping", "iter_csv"]
+__all__ = ["DELIMITERS", "NAME", "CsvMapping", "iter_csv", "parse_delimiter", "sniff_delimiter"]
+
+#: What sniffing chooses from, in csv.Sniffer's order of preference.
+DELIMITERS = (",", "\t", ";", "|")
+_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+#: How much of the file sniffing reads, and how many of its lines it looks at.
+_SNIFF_BYTES = 64 * 1024
+_SNIFF_LINES = 200
+#: The share of the first lines a delimiter must split into as many columns as the header.
+_AGREEMENT = 0.9
 
 PROMPT_NAMES = ("instruction", "prompt", "question", "query", "input", "text", "user", "utterance")
 RESPONSE_NAMES = ("response", "output", "answer", "completion", "assistant", "category", "label", "intent")
@@ -62,10 +77,88 @@ def _lines(path: Path) -> Iterator[str]:
                 raise InputError(f"invalid UTF-8 (byte {e.start} of the line)", path, n) from None
 
 
+def _show(d: str) -> str:
+    return "tab" if d == "\t" else repr(d)
+
+
+def parse_delimiter(value: str) -> str:
+    """``--delimiter``: one character, or ``tab`` (also ``\\t`` as typed in a shell), ``comma``, ``semicolon``, ``pipe``."""
+    d = _NAMES.get(value.lower(), value)
+    if len(d) != 1 or d in "\"\r\n":
+        raise InputError(f"--delimiter {value!r}: give one character (',', ';', '|'), or tab (also written \\t)")
+    return d
+
+
+def _sample(path: Path) -> tuple[str, bool]:
+    """The file's first bytes up to a line end, decoded leniently (the reader decodes strictly), and whether cut."""
+    with path.open("rb") as f:
+        raw = f.read(_SNIFF_BYTES + 1)
+    cut = len(raw) > _SNIFF_BYTES
+    if cut:
+        raw = raw[: raw.rfind(b"\n") + 1] or raw[:_SNIFF_BYTES]
+    return raw.decode("utf-8", errors="replace").lstrip("\ufeff"), cut
+
+
+def _columns(sample: str, delimiter: str, cut: bool) -> tuple[int, float]:
+    """(columns of the header, share of the following lines with as many) when split by ``delimiter``."""
+    rows = []
+    try:
+        for row in itertools.islice(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter), _SNIFF_LINES):
+            if row and any(c.strip() for c in row):
+                rows.append(len(row))
+    except csv.Error:
+        return 0, 0.0
+    if cut and len(rows) > 1:
+        rows.pop()  # the last row may be cut short
+    if not rows:
+        return 0, 0.0
+    width, rest = rows[0], rows[1:]
+    return width, (sum(1 for n in rest if n == width) / len(rest)) if rest else 1.0
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The delimiter of a CSV/TSV file, from its first lines, whatever its extension.
+
+    ``csv.Sniffer`` guesses among :data:`DELIMITERS`, and the guess is checked against the first
+    lines.  A delimiter *fits* when it splits the header into two or more columns and at least 90 %
+    of the next lines into as many.  When exactly one of the four fits, it is the delimiter (also when
+    the sniffer guessed otherwise or gave up).  When none fits (a short file with a ragged row), the
+    sniffer's guess is taken if it splits the header, else the only one that does; the rows that
+    disagree are then reported one by one.  Several that fit, or several that split the header with
+    no guess among them, or none at all, are refused with a message asking for ``--delimiter``.
+    """
+    sample, cut = _sample(path)
+    try:
+        guess: str | None = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        guess = None
+    found = {d: _columns(sample, d, cut) for d in DELIMITERS}
+    splitting = [d for d in DELIMITERS if found[d][0] >= 2]
+    fits = [d for d in splitting if found[d][1] >= _AGREEMENT]
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        if guess in splitting:
+            return guess
+        if len(splitting) == 1:
+            return splitting[0]
+    if fits or splitting:
+        both = ", ".join(f"{_show(d)} ({found[d][0]} columns)" for d in fits or splitting)
+        alike = "each split the header and the first lines alike" if fits else "each split the header"
+        raise InputError(f"cannot tell the delimiter: {both} {alike}; pass --delimiter", path, 1)
+    raise InputError("cannot tell the delimiter: none of ',', tab, ';', '|' splits the header into two or more "
+                     "columns (a one-column file, or another delimiter?); pass --delimiter", path, 1)
+
+
 def iter_csv(path: Path, mapping: CsvMapping) -> Iterator[tuple[int, Any]]:
     """(line, (messages, meta) | RowError) per data row; the line is where the row starts."""
     csv.field_size_limit(MAX_LINE_BYTES)
-    delimiter = mapping.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    if mapping.delimiter:
+        delimiter = parse_delimiter(mapping.delimiter)
+    elif path.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        delimiter = sniff_delimiter(path)
     reader = csv.reader(_lines(path), delimiter=delimiter)
     try:
         header = next(reader)
