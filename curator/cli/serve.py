@@ -34,7 +34,7 @@ __all__ = ["serve_cmd"]
               help="One batch per adapter (a forward each per step) instead of PEFT's mixed-adapter batches.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
               help="Weights and compute of --engine transformers: auto is bfloat16 on CUDA, float32 on a CPU. "
-                   "bfloat16 on a CPU with AVX512-BF16 or AMX is about twice as fast; answers differ slightly.")
+                   "bfloat16 on a CPU with AVX512-BF16 or AMX is about 1.6x as fast; answers differ slightly.")
 @click.option("--max-tokens-cap", default=1024, show_default=True, type=click.IntRange(1),
               help="Requests asking for more max_tokens get 400.")
 @click.option("--default-max-tokens", default=256, show_default=True, type=click.IntRange(1),
