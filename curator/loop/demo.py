@@ -187,7 +187,8 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max_tokens: int = EVAL_MAX_NEW_TOKENS,
                   serve_args: Sequence[str] = ("--champion",), model: str = "champion",
-                  log: Callable[[str], None] = print, startup_timeout: float = 300.0) -> dict[str, Any]:
+                  log: Callable[[str], None] = print, startup_timeout: float = 300.0,
+                  request_timeout: float = 1800.0) -> dict[str, Any]:
     """Serve the champion with ``curator serve --champion`` (its own process, on a free loopback port), send the
     conversations of ``traffic`` (JSONL of ``{"messages": [...]}``, the last turn a user's) through the
     ``openai`` SDK all at once, rate every answer with :func:`rate_answer` through ``POST /v1/feedback``, and
@@ -201,8 +202,10 @@ def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max
     convs = [json.loads(line)["messages"] for line in traffic.read_text(encoding="utf-8").splitlines() if line.strip()]
     convs = convs[:limit] if limit else convs
     port = _free_port()
+    # The whole burst is one batch; on 2 busy cores it can take minutes, hence the long request timeout.
     cmd = [sys.executable, "-m", "curator", "--workspace", str(ws.path), "-q", "serve", *serve_args,
-           "--port", str(port), "--default-temperature", "0", "--max-batch", str(max(len(convs), 1))]
+           "--port", str(port), "--default-temperature", "0", "--max-batch", str(max(len(convs), 1)),
+           "--request-timeout", str(int(request_timeout))]
     log(f"       $ curator serve {' '.join(serve_args)} --port {port}")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -224,12 +227,21 @@ def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max
         from concurrent.futures import ThreadPoolExecutor
 
         def ask(messages: list[dict[str, Any]]) -> Any:
-            return client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
-                                                  max_tokens=max_tokens, temperature=0)
+            try:
+                return client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                                      max_tokens=max_tokens, temperature=0)
+            except openai.OpenAIError as e:  # one failed request is reported, not fatal
+                return e
 
         with ThreadPoolExecutor(max_workers=max(len(convs), 1)) as pool:
-            answers = list(pool.map(ask, convs))
+            replies = list(pool.map(ask, convs))
         seconds = time.time() - t0
+        answers = [r for r in replies if not isinstance(r, openai.OpenAIError)]
+        failed = [r for r in replies if isinstance(r, openai.OpenAIError)]
+        if failed:
+            log(f"       {len(failed)} of {len(replies)} requests failed, e.g. {type(failed[0]).__name__}: {failed[0]}")
+        if not answers:
+            raise CuratorError(f"curator serve answered none of the {len(replies)} requests: {failed[0]}")
         counts: dict[int, int] = {}
         tokens = 0
         for c in answers:
@@ -249,7 +261,7 @@ def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return {"answers": len(answers), "ratings": {str(k): v for k, v in sorted(counts.items())},
+    return {"answers": len(answers), "failed": len(failed), "ratings": {str(k): v for k, v in sorted(counts.items())},
             "seconds": round(seconds, 1), "output_tokens": tokens, "trace_ids": [c.id for c in answers]}
 
 
