@@ -21,10 +21,11 @@ import pyarrow as pa
 from curator.errors import require
 from curator.models import DEFAULT_EMBEDDER, resolve_embedder
 from curator.progress import progress as progress_stage
+from curator.records import message_text
 from curator.workspace import Workspace
 
 __all__ = [
-    "VIEWS", "encode", "ensure_embeddings", "example_text", "load_embedder", "load_embeddings", "store_embeddings",
+    "VIEWS", "Encoder", "encode", "encode_chunk", "encode_plan", "ensure_embeddings", "example_text", "load_embedder", "load_embeddings", "store_embeddings",
 ]
 
 #: Which part of an example a text (and so an embedding or a dedup key) is made of.
@@ -43,7 +44,7 @@ def example_text(messages: list[dict[str, Any]], on: str = "conversation", inclu
     roles = {"conversation": ("user", "assistant"), "prompt": ("user",), "response": ("assistant",)}[on]
     if include_system:
         roles = ("system", *roles)
-    return "\n".join(m["content"] for m in messages if m["role"] in roles)
+    return "\n".join(message_text(m) for m in messages if m["role"] in roles)  # tool calls written out
 
 
 def _dim(emb: Any) -> int:
@@ -62,6 +63,27 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDER) -> Any:
     return SentenceTransformer(str(resolve_embedder(name_or_path)), device=device())
 
 
+def encode_plan(texts: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
+    """Row indices of the chunks :func:`encode` embeds, in order: length-sorted, ``batch_size * 16`` texts each.
+
+    Every engine embeds these same chunks (:func:`encode_chunk`), so a text's vector does not depend on
+    where it was computed.
+    """
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    chunk = batch_size * 16
+    return [order[start : start + chunk] for start in range(0, len(order), chunk)]
+
+
+def encode_chunk(texts: Sequence[str], model: str = DEFAULT_EMBEDDER, *, batch_size: int = 64) -> np.ndarray:
+    """One chunk of :func:`encode_plan` through the embedder: L2-normalised float32, ``(len(texts), dim)``."""
+    emb = load_embedder(model)
+    if not texts:
+        return np.zeros((0, _dim(emb)), dtype=np.float32)
+    vecs = emb.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                      show_progress_bar=False)
+    return np.asarray(vecs, dtype=np.float32)
+
+
 def encode(
     texts: Sequence[str],
     model: str = DEFAULT_EMBEDDER,
@@ -71,29 +93,28 @@ def encode(
 ) -> np.ndarray:
     """L2-normalised float32 embeddings, shape (len(texts), dim).
 
-    Texts are encoded in length-sorted chunks so padding is small; ``progress`` gets the count done per chunk.
-    Without ``progress``, more than one chunk of texts (seconds of work) reports as an ``embedding`` stage
-    (:func:`curator.progress.progress`).
+    Texts are encoded in length-sorted chunks so padding is small (:func:`encode_plan`); ``progress`` gets the
+    count done per chunk. Without ``progress``, more than one chunk of texts (seconds of work) reports as an
+    ``embedding`` stage (:func:`curator.progress.progress`).
     """
     emb = load_embedder(model)
     texts = list(texts)
     if not texts:
         return np.zeros((0, _dim(emb)), dtype=np.float32)
-    order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.empty((len(texts), _dim(emb)), dtype=np.float32)
-    chunk = batch_size * 16
     log.debug("embedding %d texts with %s (batch %d)", len(texts), model, batch_size)
     with ExitStack() as stack:
-        if progress is None and len(texts) > chunk:
+        if progress is None and len(texts) > batch_size * 16:
             progress = stack.enter_context(progress_stage("embedding", len(texts))).advance
-        for start in range(0, len(texts), chunk):
-            idx = order[start : start + chunk]
-            vecs = emb.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True,
-                              normalize_embeddings=True, show_progress_bar=False)
-            out[idx] = vecs.astype(np.float32, copy=False)
+        for idx in encode_plan(texts, batch_size):
+            out[idx] = encode_chunk([texts[i] for i in idx], model, batch_size=batch_size)
             if progress:
                 progress(len(idx))
     return out
+
+
+#: ``encoder(texts, model, batch_size=..., progress=...)`` -> vectors: :func:`encode`, or an engine's.
+Encoder = Callable[..., np.ndarray]
 
 
 def _model_key(model: str, on: str, include_system: bool) -> str:
@@ -111,10 +132,13 @@ def ensure_embeddings(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
     total: Callable[[int], None] | None = None,
+    encoder: Encoder | None = None,
 ) -> int:
     """Embed the examples (all active ones, or ``ids``) that lack an embedding for this model and view.
 
     Returns how many were computed (0 on a second run).  ``total`` is told the count before encoding starts.
+    ``encoder`` computes the vectors (:func:`encode` by default; the Ray engine passes its actors'); the
+    cache is read and written here either way.
     """
     key = _model_key(model, on, include_system)
     with ws.connect() as con:
@@ -139,7 +163,7 @@ def ensure_embeddings(
     if not rows:
         return 0
     texts = [example_text(json.loads(m), on, include_system) for _, m in rows]
-    vecs = encode(texts, model, batch_size=batch_size, progress=progress)
+    vecs = (encoder or encode)(texts, model, batch_size=batch_size, progress=progress)
     store_embeddings(ws, [r[0] for r in rows], vecs, model=model, on=on, include_system=include_system)
     return len(rows)
 

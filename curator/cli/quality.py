@@ -21,6 +21,22 @@ __all__ = ["audit_cmd", "dedup_cmd", "leakage_cmd", "restore_cmd"]
 _VIEW = click.Choice(["conversation", "prompt", "response"])
 
 
+def engine_options(fn: Any) -> Any:
+    """``--engine local|ray`` and ``--ray-address`` (the [ray] extra; see docs/scaling.md)."""
+    fn = click.option("--ray-address", default=None, metavar="HOST:PORT",
+                      help="Ray cluster to connect to with --engine ray (default: $RAY_ADDRESS, else a local "
+                           "Ray instance on this machine).")(fn)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Where the keys, pairs and embeddings are computed: this process, or Ray "
+                             "(the [ray] extra). The decisions are the same.")(fn)
+
+
+def _engine(engine: str, ray_address: str | None) -> Any:
+    from curator.engines import open_engine
+
+    return open_engine(engine, address=ray_address)
+
+
 def _short(text: str, n: int = 70) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -39,9 +55,11 @@ def _short(text: str, n: int = 70) -> str:
 @click.option("--dry-run", is_flag=True, help="Show what would be excluded, with sample pairs; change nothing.")
 @click.option("--samples", default=3, show_default=True, help="Sample pairs shown per method.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@engine_options
 @click.pass_context
 def dedup_cmd(ctx: click.Context, exact: bool, near: float | None, semantic: float | None, on: str,
-              include_system: bool, model: str, dry_run: bool, samples: int, as_json: bool) -> None:
+              include_system: bool, model: str, dry_run: bool, samples: int, as_json: bool, engine: str,
+              ray_address: str | None) -> None:
     """Exclude duplicate examples, keeping one copy of each (undo with `curator restore`).
 
     With no method flag, runs exact, near (Jaccard 0.8) and semantic (cosine 0.95), in that
@@ -52,14 +70,17 @@ def dedup_cmd(ctx: click.Context, exact: bool, near: float | None, semantic: flo
     curator dedup --dry-run
     curator dedup --exact --near 0.85 --json
     curator dedup --semantic 0.97 --on prompt
+    curator dedup --engine ray --ray-address head-node:6379
     """
     from curator.quality.dedup import dedup
 
     methods = [m for m, on_ in (("exact", exact), ("near", near is not None), ("semantic", semantic is not None)) if on_]
     methods = methods or ["exact", "near", "semantic"]
-    report = dedup(_ws(ctx), methods, on=on, include_system=include_system, near_threshold=near or 0.8,
-                   semantic_threshold=semantic or 0.95, model=model, dry_run=dry_run, samples=samples,
-                   progress=progress)
+    ws = _ws(ctx)
+    with _engine(engine, ray_address) as eng:
+        report = dedup(ws, methods, on=on, include_system=include_system, near_threshold=near or 0.8,
+                       semantic_threshold=semantic or 0.95, model=model, dry_run=dry_run, samples=samples,
+                       progress=progress, engine=eng)
     if as_json:
         echo_json(report.to_dict())
         return
@@ -120,22 +141,26 @@ def restore_cmd(ctx: click.Context, kind: str, as_json: bool) -> None:
 @click.option("--fix", is_flag=True, help="Exclude the train copy of every leaking pair (eval/test never change).")
 @click.option("--limit", default=20, show_default=True, help="Pairs shown (all with --json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@engine_options
 @click.pass_context
 def leakage_cmd(ctx: click.Context, methods: str, ngram: int, coverage: float, semantic: float, on: str,
-                include_system: bool, model: str, fix: bool, limit: int, as_json: bool) -> None:
+                include_system: bool, model: str, fix: bool, limit: int, as_json: bool, engine: str,
+                ray_address: str | None) -> None:
     """Find train examples that overlap eval or test examples.
 
     \b
     curator leakage
     curator leakage --methods exact,ngram --json
     curator leakage --fix
+    curator leakage --engine ray
     """
     from curator.quality.leakage import find_leakage, fix_leakage
 
     ws = _ws(ctx)
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    report = find_leakage(ws, chosen, on=on, include_system=include_system, ngram=ngram, coverage=coverage,
-                          semantic_threshold=semantic, model=model, progress=progress)
+    with _engine(engine, ray_address) as eng:
+        report = find_leakage(ws, chosen, on=on, include_system=include_system, ngram=ngram, coverage=coverage,
+                              semantic_threshold=semantic, model=model, progress=progress, engine=eng)
     fixed = fix_leakage(ws, report) if fix else 0
     if as_json:
         out = report.to_dict()
@@ -168,9 +193,10 @@ def leakage_cmd(ctx: click.Context, methods: str, ngram: int, coverage: float, s
 @click.option("--semantic", is_flag=True, help="Include semantic duplicates and leakage (computes embeddings).")
 @click.option("--model", default=DEFAULT_EMBEDDER, show_default=True, help="Embedder for --semantic.")
 @click.option("--worst", default=10, show_default=True, help="Worst offenders listed per section.")
+@engine_options
 @click.pass_context
 def audit_cmd(ctx: click.Context, as_json: bool, html_path: Path | None, fail_on: tuple[str, ...], semantic: bool,
-              model: str, worst: int) -> None:
+              model: str, worst: int, engine: str, ray_address: str | None) -> None:
     """Dataset quality report: composition, lengths, validation, duplicates, leakage, PII, refusals.
 
     Metrics for --fail-on: duplicates, leakage, pii, refusals, validation, empty, short, long,
@@ -181,12 +207,15 @@ def audit_cmd(ctx: click.Context, as_json: bool, html_path: Path | None, fail_on
     curator audit
     curator audit --html report.html
     curator audit --json --fail-on 'duplicates>0.05' --fail-on 'leakage>0'
+    curator audit --engine ray
     """
     from curator.quality.audit import audit, check_rules, parse_rule
 
     for rule in fail_on:
         parse_rule(rule)  # reject a bad rule before the (slow) audit
-    report = audit(_ws(ctx), semantic=semantic, model=model, worst=worst, progress=progress)
+    ws = _ws(ctx)
+    with _engine(engine, ray_address) as eng:
+        report = audit(ws, semantic=semantic, model=model, worst=worst, progress=progress, engine=eng)
     failed = check_rules(report, fail_on)
     if html_path:
         from curator.quality.audit_report import render_html

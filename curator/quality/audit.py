@@ -34,10 +34,12 @@ import orjson
 from curator.data.validate import MAX_TOKENS_PER_EXAMPLE, check_chat_record
 from curator.errors import CuratorError, MissingDependency, ModelError
 from curator.models import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDER
+from curator.quality.dedup.engine import Engine
 from curator.quality.dedup.run import ProgressFactory, dedup, no_progress
 from curator.quality.leakage import find_leakage
 from curator.quality.pii import find_pii, scrub
 from curator.quality.refusal import find_refusal
+from curator.records import message_text
 from curator.workspace import Workspace
 
 __all__ = ["METRICS", "AuditReport", "audit", "check_rules", "parse_rule"]
@@ -155,8 +157,14 @@ def audit(
     tokenizer: str = DEFAULT_CHAT_MODEL,
     worst: int = 10,
     progress: ProgressFactory | None = None,
+    engine: Engine | None = None,
 ) -> AuditReport:
-    """Audit the active examples. ``semantic`` adds embedding-based duplicates and leakage (slower)."""
+    """Audit the active examples. ``semantic`` adds embedding-based duplicates and leakage (slower).
+
+    ``engine`` runs the duplicate and leakage statistics (a dry-run dedup and a leakage search; this
+    process by default, or Ray: see :mod:`curator.quality.dedup.engine`); the other sections are
+    computed here.
+    """
     progress = progress or no_progress
     with ws.connect() as con:
         rows = con.execute(
@@ -205,7 +213,7 @@ def audit(
     data["validation"] = {"examples": len(invalid), "errors": dict(errors.most_common()), "worst": invalid[:worst]}
 
     # responses, refusals, PII, roles
-    last = [next((m["content"] for m in reversed(c) if m["role"] == "assistant"), None) for c in convs]
+    last = [next((message_text(m) for m in reversed(c) if m["role"] == "assistant"), None) for c in convs]
     words = [_words(t) if t is not None else 0 for t in last]
     task_words: dict[str, list[int]] = {}
     for t, w, r in zip(tasks, words, last, strict=True):
@@ -220,7 +228,7 @@ def audit(
     with_system = multi_turn = 0
     for i, c in enumerate(convs):
         eid, resp, w, med = ids[i], last[i], words[i], task_median.get(tasks[i], 0.0)
-        if resp is None or any(m["role"] == "assistant" and not m["content"].strip() for m in c):
+        if resp is None or any(m["role"] == "assistant" and not message_text(m).strip() for m in c):
             empty.append({"id": eid, "task": tasks[i], "text": _snippet(_flat(c))})
         elif w < SHORT_WORDS and med >= SHORT_TASK_MEDIAN:
             short.append({"id": eid, "task": tasks[i], "words": w, "task_median": med, "response": _snippet(resp)})
@@ -233,7 +241,7 @@ def audit(
             refusals.append({"id": eid, "task": tasks[i], "phrase": phrase, "response": _snippet(answer)})
         kinds: Counter[str] = Counter()
         for m in c:
-            for p in find_pii(m["content"]):
+            for p in find_pii(message_text(m)):
                 kinds[p.kind] += 1
         if kinds:
             pii_kinds.update(kinds)
@@ -267,7 +275,7 @@ def audit(
 
     # duplicates and leakage (dry runs, nothing written)
     methods = ("exact", "near", "semantic") if semantic else ("exact", "near")
-    dup = dedup(ws, methods, model=model, dry_run=True, samples=worst, progress=progress)
+    dup = dedup(ws, methods, model=model, dry_run=True, samples=worst, progress=progress, engine=engine)
     clusters: Counter[tuple[str, str]] = Counter()
     for d in dup.decisions:
         clusters[(d.method, d.other_id)] = d.cluster_size
@@ -284,7 +292,7 @@ def audit(
         "samples": [s | {"method": m.method} for m in dup.methods for s in m.samples[:3]],
     }
     lk_methods = ("exact", "ngram", "semantic") if semantic else ("exact", "ngram")
-    leak = find_leakage(ws, lk_methods, model=model, progress=progress)
+    leak = find_leakage(ws, lk_methods, model=model, progress=progress, engine=engine)
     data["leakage"] = {
         "methods": list(lk_methods), "pairs": len(leak.pairs), "by_method": leak.by_method,
         "train_examples_leaking": len(leak.train_ids),

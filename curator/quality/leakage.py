@@ -37,6 +37,7 @@ import pyarrow as pa
 from curator.embed import encode, example_text
 from curator.errors import CuratorError
 from curator.models import DEFAULT_EMBEDDER
+from curator.quality.dedup.engine import LOCAL, Engine
 from curator.quality.dedup.exact import key_of
 from curator.quality.dedup.minhash import shingle_batch
 from curator.quality.dedup.run import (
@@ -68,12 +69,16 @@ __all__ = [
     "SHORT_NGRAM",
     "LeakPair",
     "LeakageReport",
+    "NgramIndex",
     "exact_leak_pairs",
+    "exact_leak_pairs_from_keys",
     "find_leakage",
     "find_leaks_of",
     "fix_leakage",
     "leakage_gate",
+    "ngram_index",
     "ngram_leak_pairs",
+    "ngram_sizes",
 ]
 
 LEAK_METHODS = ("exact", "ngram", "semantic")
@@ -91,10 +96,15 @@ _EMPTY = (np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.float64))
 # -- pure cores ---------------------------------------------------------------------------------------------------
 def exact_leak_pairs(train_texts: Sequence[str], other_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``(other_row, train_row)`` with equal folded text; scores 1.0."""
+    return exact_leak_pairs_from_keys([key_of(t) for t in train_texts], [key_of(t) for t in other_texts])
+
+
+def exact_leak_pairs_from_keys(train_keys: Sequence[str], other_keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_leak_pairs` from precomputed :func:`curator.quality.dedup.exact.key_of` keys."""
     by_key: dict[str, list[int]] = {}
-    for i, t in enumerate(train_texts):
-        by_key.setdefault(key_of(t), []).append(i)
-    rows = [(o, t) for o, text in enumerate(other_texts) for t in by_key.get(key_of(text), ())]
+    for i, k in enumerate(train_keys):
+        by_key.setdefault(k, []).append(i)
+    rows = [(o, t) for o, k in enumerate(other_keys) for t in by_key.get(k, ())]
     pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
     return pairs, np.ones(len(pairs), dtype=np.float64)
 
@@ -103,17 +113,35 @@ def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _coverage_pairs(
-    train: list[str], other: list[str], n: int, coverage: float, max_df: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(other_row, train_row) pairs whose shared distinct n-grams cover ``>= coverage`` of the other text's."""
-    if not train or not other:
-        return _EMPTY
-    tf, toff = shingle_batch(train, n)
-    of, ooff = shingle_batch(other, n)
+#: The train side of an n-gram check: every train n-gram hash, sorted, and the train row it came from.
+NgramIndex = tuple[np.ndarray, np.ndarray]
+
+
+def ngram_index(train: Sequence[str], n: int, shingles: tuple[np.ndarray, np.ndarray] | None = None) -> NgramIndex:
+    """The :data:`NgramIndex` of folded ``train`` texts for ``n``-grams.
+
+    ``shingles`` is their ``shingle_batch(train, n)`` when already computed (the Ray engine computes it
+    in shards: per row, so the concatenation is the same).
+    """
+    tf, toff = shingles if shingles is not None else shingle_batch(train, n)
     trow = np.repeat(np.arange(len(train), dtype=np.int64), np.diff(toff))
     order = np.argsort(tf, kind="stable")
-    th, tr = tf[order], trow[order]
+    return tf[order], trow[order]
+
+
+def ngram_sizes(ngram: int = DEFAULT_NGRAM, short_ngram: int = SHORT_NGRAM) -> tuple[int, ...]:
+    """The n-gram sizes :func:`ngram_leak_pairs` indexes the train texts for."""
+    return tuple(dict.fromkeys((ngram, short_ngram)))
+
+
+def _coverage_pairs(
+    train: Sequence[str], other: list[str], n: int, coverage: float, max_df: int, index: NgramIndex | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(other_row, train_row) pairs whose shared distinct n-grams cover ``>= coverage`` of the other text's."""
+    if not len(train) or not other:
+        return _EMPTY
+    th, tr = index if index is not None else ngram_index(train, n)
+    of, ooff = shingle_batch(other, n)
     lo = np.searchsorted(th, of, "left")
     hi = np.searchsorted(th, of, "right")
     cnt = hi - lo
@@ -159,17 +187,20 @@ def ngram_leak_pairs(
     max_df: int = MAX_DF,
     min_words: int = MIN_WORDS,
     folded: bool = False,
+    index: dict[int, NgramIndex] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``(other_row, train_row)`` whose n-gram coverage of the other text is ``>= coverage``.
 
     Other texts of ``>= 2 * ngram`` words use ``ngram``-grams; of ``min_words`` to
     ``2 * ngram - 1`` words, ``short_ngram``-grams; shorter ones are skipped (exact rule only).
-    Scores are the exact coverage (share of the other text's distinct n-grams).
+    Scores are the exact coverage (share of the other text's distinct n-grams). Each other text is
+    checked on its own, so the other texts can be split across workers; ``index`` (by n, from
+    :func:`ngram_index`) saves indexing the train texts again for each part.
     """
     if ngram < 1 or short_ngram < 1:
         raise CuratorError("n-gram sizes must be >= 1")
     check_threshold("n-gram coverage", coverage)
-    train = list(train_texts) if folded else [fold(t) for t in train_texts]
+    train = train_texts if folded else [fold(t) for t in train_texts]
     other = list(other_texts) if folded else [fold(t) for t in other_texts]
     nwords = np.array([t.count(" ") + 1 if t else 0 for t in other], dtype=np.int64)
     out_p, out_s = [], []
@@ -178,7 +209,8 @@ def ngram_leak_pairs(
         idx = np.flatnonzero(sel)
         if not idx.size:
             continue
-        p, s = _coverage_pairs(train, [other[i] for i in idx.tolist()], n, coverage, max_df)
+        p, s = _coverage_pairs(train, [other[i] for i in idx.tolist()], n, coverage, max_df,
+                               index.get(n) if index else None)
         if len(p):
             p[:, 0] = idx[p[:, 0]]
             out_p.append(p)
@@ -257,6 +289,7 @@ def _find(
     include_system: bool,
     progress: ProgressFactory,
     report: LeakageReport,
+    engine: Engine = LOCAL,
 ) -> dict[tuple[int, int], tuple[str, float]]:
     """(train pool row, other pool row) -> (strongest method, score)."""
     tr = [i for i, s in enumerate(pool.split) if s == "train"]
@@ -264,26 +297,26 @@ def _find(
     found: dict[tuple[int, int], tuple[str, float]] = {}
     if not tr or not ot:
         return found
-    folded_tr = [fold(pool.texts[i]) for i in tr] if ("exact" in methods or "ngram" in methods) else []
-    folded_ot = [fold(pool.texts[i]) for i in ot] if folded_tr else []
+    folded_tr = engine.fold([pool.texts[i] for i in tr]) if ("exact" in methods or "ngram" in methods) else []
+    folded_ot = engine.fold([pool.texts[i] for i in ot]) if folded_tr else []
     for method in sorted(methods, key=_STRENGTH.__getitem__):
         t0 = time.perf_counter()
         if method == "exact":
             with progress("leakage exact", len(ot)) as bar:
-                pairs, scores = exact_leak_pairs(folded_tr, folded_ot)
+                pairs, scores = exact_leak_pairs_from_keys(engine.exact_keys(folded_tr), engine.exact_keys(folded_ot))
                 bar.advance(len(ot))
         elif method == "ngram":
             with progress("leakage ngram", len(ot)) as bar:
-                pairs, scores = ngram_leak_pairs(folded_tr, folded_ot, ngram=ngram, short_ngram=short_ngram,
-                                                 coverage=coverage, folded=True)
+                pairs, scores = engine.ngram_leak_pairs(folded_tr, folded_ot, ngram=ngram, short_ngram=short_ngram,
+                                                        coverage=coverage)
                 bar.advance(len(ot))
         else:
             ids = [pool.ids[i] for i in tr + ot]
             vecs, report.embedded = embed_pool(ws, ids, model=model, on=on, include_system=include_system,
-                                                progress=progress)
+                                                progress=progress, encoder=engine.encode)
             with progress("leakage semantic: searching neighbours", len(ot)) as bar:
-                pairs, scores = semantic_pairs(vecs[: len(tr)], semantic_threshold, queries=vecs[len(tr):],
-                                               progress=bar.advance)
+                pairs, scores = engine.semantic_pairs(vecs[: len(tr)], semantic_threshold, queries=vecs[len(tr):],
+                                                      progress=bar.advance)
         for (o, t), s in zip(pairs.tolist(), scores.tolist(), strict=True):
             found.setdefault((tr[t], ot[o]), (method, float(s)))
         report.seconds[method] = round(time.perf_counter() - t0, 3)
@@ -303,11 +336,14 @@ def find_leakage(
     semantic_threshold: float = DEFAULT_SEMANTIC,
     model: str = DEFAULT_EMBEDDER,
     progress: ProgressFactory | None = None,
+    engine: Engine | None = None,
 ) -> LeakageReport:
     """Every (train, eval/test) pair of active examples that overlaps, with its strongest method and score.
 
     A pair found by several methods is reported once, by the first of exact, ngram, semantic.
-    Pairs are sorted by method, then score (highest first).
+    Pairs are sorted by method, then score (highest first). ``engine`` runs the folds, keys, n-gram
+    and neighbour searches and the embeddings (this process by default; see
+    :mod:`curator.quality.dedup.engine`).
     """
     methods = check_methods(methods, LEAK_METHODS)
     check_threshold("semantic (cosine)", semantic_threshold)
@@ -324,7 +360,7 @@ def find_leakage(
     )
     found = _find(ws, pool, methods, splits=splits, ngram=ngram, short_ngram=short_ngram, coverage=coverage,
                   semantic_threshold=semantic_threshold, model=model, on=on, include_system=include_system,
-                  progress=progress or no_progress, report=report)
+                  progress=progress or no_progress, report=report, engine=engine or LOCAL)
     for (t, o), (method, score) in found.items():
         report.pairs.append(LeakPair(pool.ids[t], pool.ids[o], pool.split[o], method, round(score, 6),
                                      clip(pool.texts[t]), clip(pool.texts[o])))

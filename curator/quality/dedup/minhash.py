@@ -11,10 +11,12 @@ Pipeline (:func:`near_duplicate_pairs`)
 ---------------------------------------
 1. **Words.** A batch of texts is folded exactly like :func:`curator.quality.fold.fold` (NFKC,
    casefold, apostrophes deleted, other punctuation and whitespace -> one space; the same
-   per-code-point table), UTF-8 encoded as one buffer, and
-   every word is hashed in numpy with a fixed, seeded *tabulation hash* over its bytes
-   (``sum T[position, byte]`` mod 2^64, then the MurmurHash3 64-bit finaliser). No Python
-   ``hash()``: the result is identical across processes, machines and batch splits.
+   per-code-point table; one ``bytes.translate`` for an all-ASCII batch), UTF-8 encoded as one
+   buffer, split into words and de-duplicated by Arrow's C++ kernels (``ascii_split_whitespace``,
+   ``dictionary_encode``), and every *distinct* word is hashed in numpy with a fixed, seeded
+   *tabulation hash* over its bytes (``sum T[position, byte]`` mod 2^64, then the MurmurHash3
+   64-bit finaliser). No Python code runs per text or per word, and no Python ``hash()``: the
+   result is identical across processes, machines and batch splits.
 2. **Shingles.** Word ``k``-grams are combined into one 64-bit hash (rotate-xor-multiply,
    finalised); the top 32 bits are kept. A text of fewer than ``k`` words (even zero) is one
    shingle of the whole text. Per text the shingles are a sorted, de-duplicated uint32 set.
@@ -62,9 +64,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curator.quality.fold import DELETE, SPACE, char_classes
 
@@ -100,8 +103,6 @@ _PRIME = _U64(0x9E3779B97F4A7C15)  # odd golden-ratio constant used as the combi
 _EMPTY_SEED = _U64(0x243F6A8885A308D3)
 _TABLE_POSITIONS = 256
 _TABLE_SEED = 0x5EED_C0DE
-_IS_WORD_BYTE = np.ones(256, dtype=np.int8)
-_IS_WORD_BYTE[[0x00, 0x20]] = 0
 _BATCH_BYTES = 1 << 21  # ~2 M characters per internal batch (bounds temporaries, cache-friendlier)
 _SIG_BLOCK = 2048  # texts per signature block: (2048, 128) uint32 = 1 MiB, stays in cache
 _SIG_TAIL = 16  # when this few texts of a block remain active, finish them one by one
@@ -136,65 +137,106 @@ def _byte_table() -> np.ndarray:
     return table.ravel()
 
 
+@cache
+def _ascii_fold_table() -> tuple[bytes, bytes]:
+    """``bytes.translate`` arguments that fold lower-cased ASCII like :func:`char_classes`: (table, deletions)."""
+    cls = char_classes()[:128]
+    table = bytes(0x20 if cls[b] == SPACE else b for b in range(128)) + bytes(range(128, 256))
+    return table, bytes(b for b in range(128) if cls[b] == DELETE)
+
+
 def _fold_join(texts: Sequence[str]) -> np.ndarray:
     """Fold ``texts`` like :func:`curator.quality.fold.fold`; return one UTF-8 byte array, NUL-separated.
 
     Whitespace and punctuation come back as single 0x20 bytes (runs are not folded: the word
     splitter ignores empty words), apostrophes are dropped. NUL is the text separator, so a NUL
     inside a text counts as whitespace (as in ``fold``). NFKC and casefold never move characters
-    across a NUL, so folding the joined batch equals folding each text. The classes come from a
-    numpy lookup on code points (:func:`curator.quality.fold.char_classes`): ``str.translate``
-    with a dict table is slow on non-ASCII strings.
+    across a NUL, so folding the joined batch equals folding each text. An all-ASCII batch is
+    folded by one ``bytes.translate``; otherwise the classes come from a numpy lookup on code
+    points (:func:`curator.quality.fold.char_classes`): ``str.translate`` with a dict table is
+    slow on non-ASCII strings.
     """
     joined = "\x00".join(texts)
     if joined.count("\x00") != len(texts) - 1:
         joined = "\x00".join(t.replace("\x00", " ") for t in texts)
     if joined.isascii():
-        cps = np.frombuffer(joined.lower().encode("ascii"), dtype=np.uint8)
-    else:
-        joined = unicodedata.normalize("NFKC", joined).casefold()
-        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        table, delete = _ascii_fold_table()
+        return np.frombuffer(joined.lower().encode("ascii").translate(table, delete), dtype=np.uint8)
+    joined = unicodedata.normalize("NFKC", joined).casefold()
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     cls = char_classes()[cps]
     cps = np.where(cls == SPACE, 0x20, cps)[cls != DELETE].astype(cps.dtype, copy=False)
-    if cps.dtype == np.uint8:
-        return cps
     if not (cps >= 0x80).any():
         return cps.astype(np.uint8)
     return np.frombuffer(cps.tobytes().decode("utf-32-le").encode("utf-8"), dtype=np.uint8)
 
 
-def _word_hashes(buf: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every word of a NUL-separated, space-split byte buffer.
+def _hash_words(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Tabulation hash of each word ``data[offsets[i]:offsets[i + 1]]`` (uint8 bytes) -> uint64.
 
-    Returns ``(word_hash uint64, words_per_text int64)``; words are in text order.
-    Each byte gets its offset from the last word start; the tabulation table has zero
-    columns for the separator bytes, so summing from one word start to the next adds only
-    the word's own bytes.
+    ``sum T[p mod 256, byte] * (2 * (p // 256) + 1)`` over the word's bytes at offsets ``p``
+    (mod 2^64), then the MurmurHash3 finaliser of that sum xor ``length * PRIME``. Only the
+    word's own bytes count, so a word hashes the same in any batch and any process.
     """
-    is_word = _IS_WORD_BYTE[buf]
-    edges = np.diff(is_word, prepend=np.int8(0), append=np.int8(0))
-    starts = np.flatnonzero(edges == 1)
-    if starts.size == 0:
-        return np.empty(0, dtype=np.uint64), np.zeros(n_texts, dtype=np.int64)
-    lengths = np.flatnonzero(edges == -1) - starts
-    pos: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(
-        buf.size, dtype=np.int64 if buf.size >= 2**31 else np.int32)
-    pos[starts] = starts
-    np.maximum.accumulate(pos, out=pos)
-    np.subtract(np.arange(buf.size, dtype=pos.dtype), pos, out=pos)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if hi == lo:
+        return _fmix64(lengths.astype(np.uint64) * _PRIME)
+    pos = np.arange(lo, hi, dtype=np.int64) - np.repeat(offsets[:-1], lengths)
     lap = pos >> 8 if int(lengths.max()) > _TABLE_POSITIONS else None
     pos &= _TABLE_POSITIONS - 1
     pos <<= 8
-    pos |= buf
+    pos |= data[lo:hi]
     vals = _byte_table()[pos]
     if lap is not None:  # bytes past position 255 reuse rows, scaled by an odd factor per lap
-        far = np.flatnonzero(lap * is_word)
+        far = np.flatnonzero(lap)
         vals[far] *= lap[far].astype(np.uint64) * _U64(2) + _U64(1)
-    h = np.add.reduceat(vals, starts)
-    h = _fmix64(h ^ (lengths.astype(np.uint64) * _PRIME))
-    text_of_word = np.searchsorted(np.flatnonzero(buf == 0x00), starts)
-    per_text = np.bincount(text_of_word, minlength=n_texts).astype(np.int64)
-    return h, per_text
+    sums = np.zeros(vals.size + 1, dtype=np.uint64)
+    np.cumsum(vals, out=sums[1:])  # wraps mod 2^64, so differences of prefix sums are exact sums
+    h = sums[offsets[1:] - lo] - sums[offsets[:-1] - lo]
+    return _fmix64(h ^ (lengths.astype(np.uint64) * _PRIME))
+
+
+def _string_offsets(arr: pa.StringArray) -> np.ndarray:
+    """The int64 value offsets of an Arrow string array (``len + 1`` entries), from its buffer."""
+    raw = np.frombuffer(arr.buffers()[1], dtype=np.int32)
+    return raw[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+
+
+def _word_hashes(buf: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every word of a NUL-separated, space-split byte buffer (as :func:`_fold_join` makes it).
+
+    Returns ``(word_hash uint64, words_per_text int64)``; words are in text order. Splitting and
+    de-duplicating words run in Arrow's C++ kernels (``ascii_split_whitespace``,
+    ``dictionary_encode``); only the distinct words of the batch are hashed (:func:`_hash_words`),
+    then gathered back, so the per-byte work is on the batch's vocabulary, not its text.
+    """
+    if n_texts == 0:
+        return np.empty(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    seps = np.flatnonzero(buf == 0)
+    bounds = np.empty(n_texts + 1, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, buf.size
+    bounds[1:-1] = seps  # text i is buf[bounds[i]:bounds[i + 1]]; the NUL before it becomes a space
+    data = buf.copy()
+    data[seps] = 0x20
+    if buf.size >= 2**31:
+        raise ValueError("batch over 2 GiB")
+    arr = pa.StringArray.from_buffers(n_texts, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data))
+    words = pc.ascii_split_whitespace(arr)  # runs collapse; leading/trailing space leaves an empty word
+    list_off = words.offsets.to_numpy().astype(np.int64)
+    values = words.values
+    wlen = np.diff(_string_offsets(values))
+    keep = wlen > 0
+    kept = np.zeros(keep.size + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept[1:])
+    per_text = kept[list_off[1:]] - kept[list_off[:-1]]
+    enc = pc.dictionary_encode(values)
+    vocab = enc.dictionary
+    voff = _string_offsets(vocab)
+    vbuf = vocab.buffers()[2]
+    vdata = np.frombuffer(vbuf, dtype=np.uint8) if vbuf is not None else np.empty(0, dtype=np.uint8)
+    return _hash_words(vdata, voff)[enc.indices.to_numpy()[keep]], per_text
 
 
 def _combine(words: list[np.ndarray], width: np.ndarray | int) -> np.ndarray:
@@ -241,10 +283,10 @@ def _shingles_from_words(
             h[sel] = _combine([c[sel] for c in cols[: int(w)]], np.full(int(sel.sum()), w))
         parts.append((short.astype(np.uint64) << _U64(32)) | h)
 
-    # Sort-unique inside each text with one sort of (text << 32 | hash). Keys arrive grouped
-    # by text (short texts appended as one extra run), so the stable merge sort is ~3x faster
-    # than quicksort.
-    keys = np.sort(np.concatenate(parts), kind="stable")
+    # Sort-unique inside each text with one sort of (text << 32 | hash). numpy 2's quicksort on
+    # uint64 is vectorised (x86-simd-sort): ~3x faster than the stable sort here, and equal keys
+    # are equal values, so stability does not matter.
+    keys = np.sort(np.concatenate(parts))
     keep = np.empty(keys.size, dtype=bool)
     keep[0] = True
     keep[1:] = keys[1:] != keys[:-1]
@@ -256,17 +298,20 @@ def _shingles_from_words(
     return flat, offsets
 
 
-def _batches(texts: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
-    """Split ``texts`` into consecutive ``[lo, hi)`` ranges of about ``max_chars`` characters."""
+def _batches(lengths: np.ndarray, max_chars: int) -> list[tuple[int, int]]:
+    """Split texts of ``lengths`` into consecutive ``[lo, hi)`` ranges of about ``max_chars`` characters."""
+    n = lengths.size
+    if n == 0:
+        return [(0, 0)]
+    ends = np.cumsum(lengths + 1)
     bounds: list[tuple[int, int]] = []
-    lo, size = 0, 0
-    for i, t in enumerate(texts):
-        size += len(t) + 1
-        if size >= max_chars:
-            bounds.append((lo, i + 1))
-            lo, size = i + 1, 0
-    if lo < len(texts) or not bounds:
-        bounds.append((lo, len(texts)))
+    lo = 0
+    while lo < n:
+        base = int(ends[lo - 1]) if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + max_chars, side="left")) + 1)
+        hi = min(hi, n)
+        bounds.append((lo, hi))
+        lo = hi
     return bounds
 
 
@@ -278,18 +323,22 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
 
     Returns ``(flat, offsets)``: text ``i``'s set is ``flat[offsets[i]:offsets[i + 1]]``
     (``offsets`` has ``len(texts) + 1`` int64 entries). Every text has at least one shingle.
-    The result for a text does not depend on the rest of the batch.
+    The result for a text does not depend on the rest of the batch. No Python code runs per
+    text or per word: folding is one ``translate`` (or numpy lookup) per internal batch, words are
+    split and de-duplicated by Arrow, hashed per distinct word and combined in numpy.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = len(texts)
     # ASCII texts skip NFKC; grouping them keeps whole internal batches on the fast path.
-    is_ascii = np.fromiter((t.isascii() for t in texts), dtype=bool, count=n)
+    is_ascii = np.fromiter(map(str.isascii, texts), dtype=bool, count=n)
+    all_ascii = bool(is_ascii.all())
     order = np.argsort(~is_ascii, kind="stable")
-    ordered = list(texts) if is_ascii.all() else [texts[i] for i in order.tolist()]
+    ordered = list(texts) if all_ascii else [texts[i] for i in order.tolist()]
+    lengths = np.fromiter(map(len, ordered), dtype=np.int64, count=n)
     flats: list[np.ndarray] = []
     counts: list[np.ndarray] = []
-    for lo, hi in _batches(ordered, _BATCH_BYTES):
+    for lo, hi in _batches(lengths, _BATCH_BYTES):
         buf = _fold_join(ordered[lo:hi])
         wh, per_text = _word_hashes(buf, hi - lo)
         flat, off = _shingles_from_words(wh, per_text, k)
@@ -299,15 +348,16 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
     off_sorted = np.zeros(n + 1, dtype=np.int64)
     if n:
         np.cumsum(np.concatenate(counts), out=off_sorted[1:])
-    if is_ascii.all():
+    if all_ascii:
         return flat_sorted, off_sorted
-    # Back to input order: reorder per-text views and concatenate (no per-element indices).
+    # Back to input order with one vectorised gather of every text's slice.
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
+    sizes = np.diff(off_sorted)[rank]
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.diff(off_sorted)[rank], out=offsets[1:])
-    views = np.split(flat_sorted, off_sorted[1:-1])
-    return np.concatenate([views[r] for r in rank.tolist()]), offsets
+    np.cumsum(sizes, out=offsets[1:])
+    idx = np.repeat(off_sorted[:-1][rank] - offsets[:-1], sizes) + np.arange(int(offsets[-1]), dtype=np.int64)
+    return flat_sorted[idx], offsets
 
 
 def shingle_hashes(text: str, k: int = DEFAULT_K) -> np.ndarray:

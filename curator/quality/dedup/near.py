@@ -18,19 +18,24 @@ A thin layer over :mod:`curator.quality.dedup.minhash` that fixes the defaults f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from curator.quality.dedup.minhash import (
     DEFAULT_K,
+    band_keys,
     band_params,
-    candidate_pairs,
+    pairs_from_keys,
     shingle_batch,
     signatures_from_shingles,
     verify_pairs_csr,
 )
 
-__all__ = ["DEFAULT_NUM_PERM", "DEFAULT_THRESHOLD", "DEFAULT_WEIGHTS", "near_pairs"]
+__all__ = [
+    "DEFAULT_NUM_PERM", "DEFAULT_THRESHOLD", "DEFAULT_WEIGHTS", "NearShard", "concat_shards", "near_pairs", "near_shard",
+    "near_bands", "subset_csr", "union_pairs",
+]
 
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
@@ -39,6 +44,70 @@ DEFAULT_WEIGHTS = (0.2, 0.8)
 
 def _no_phase(name: str) -> None:
     pass
+
+
+@dataclass
+class NearShard:
+    """What the per-row steps give for a run of texts: CSR shingle sets and ``(n, bands)`` band keys."""
+
+    flat: np.ndarray
+    offsets: np.ndarray
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return self.offsets.size - 1
+
+
+def near_bands(threshold: float, num_perm: int = DEFAULT_NUM_PERM,
+               weights: tuple[float, float] = DEFAULT_WEIGHTS) -> tuple[int, int]:
+    """``(bands, rows)`` of the LSH for a Jaccard ``threshold`` (a threshold of 1 bands as 0.99)."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"Jaccard threshold must be in (0, 1], got {threshold}")
+    return band_params(min(threshold, 0.99), num_perm, weights)
+
+
+def near_shard(texts: Sequence[str], *, k: int = DEFAULT_K, num_perm: int = DEFAULT_NUM_PERM, bands: int,
+               rows: int, phase: Callable[[str], None] | None = None) -> NearShard:
+    """Shingles, signatures and band keys of ``texts``: per row, so any split of a corpus gives the same rows."""
+    phase = phase or _no_phase
+    phase("shingles")
+    flat, offsets = shingle_batch(texts, k)
+    phase("signatures")
+    sigs = signatures_from_shingles(flat, offsets, num_perm)
+    return NearShard(flat, offsets, band_keys(sigs, bands, rows))
+
+
+def concat_shards(shards: Sequence[NearShard]) -> NearShard:
+    """Consecutive shards -> one (offsets shifted), as if the texts had been one batch."""
+    if len(shards) == 1:
+        return shards[0]
+    sizes = [s.flat.size for s in shards]
+    base = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    offsets = np.concatenate([[0]] + [s.offsets[1:] + b for s, b in zip(shards, base, strict=True)]).astype(np.int64)
+    return NearShard(np.concatenate([s.flat for s in shards]), offsets, np.concatenate([s.keys for s in shards]))
+
+
+def union_pairs(parts: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """Unique ``(i, j)`` pairs of several :func:`pairs_from_keys` results, sorted: the pairs of all their columns.
+
+    ``pairs_from_keys(keys)`` equals ``union_pairs([pairs_from_keys(keys[:, [c]]) for c in ...])``:
+    every band is grouped on its own, so bands can be grouped on different workers.
+    """
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.empty((0, 2), dtype=np.int64)
+    uniq = np.unique(np.concatenate([p[:, 0] * np.int64(n) + p[:, 1] for p in parts]))
+    return np.stack((uniq // n, uniq % n), axis=1)
+
+
+def subset_csr(flat: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Only the sets that ``pairs`` name: ``(flat, offsets, pairs renumbered)``, for verifying elsewhere."""
+    rows, local = np.unique(pairs, return_inverse=True)
+    lens = offsets[rows + 1] - offsets[rows]
+    sub_off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=sub_off[1:])
+    idx = np.repeat(offsets[rows] - sub_off[:-1], lens) + np.arange(int(sub_off[-1]), dtype=np.int64)
+    return flat[idx], sub_off, local.reshape(-1, 2).astype(np.int64)
 
 
 def near_pairs(
@@ -57,23 +126,20 @@ def near_pairs(
     texts (:func:`curator.quality.fold.fold`). ``involving=n`` keeps only pairs whose second row
     is ``>= n`` (new texts appended after ``n`` stored ones), before verification. ``phase`` is
     told the name of each step as it begins (shingles, signatures, banding, verification).
+    The steps are :func:`near_shard` (per row), :func:`curator.quality.dedup.minhash.pairs_from_keys`
+    (per band) and :func:`curator.quality.dedup.minhash.verify_pairs_csr` (per pair): the Ray engine
+    runs the same three on shards, bands and blocks of pairs.
     """
     phase = phase or _no_phase
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"Jaccard threshold must be in (0, 1], got {threshold}")
+    bands, rows = near_bands(threshold, num_perm, weights)
     if len(texts) < 2:
         return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.float64)
-    lsh_threshold = min(threshold, 0.99)
-    phase("shingles")
-    flat, offsets = shingle_batch(texts, k)
-    phase("signatures")
-    sigs = signatures_from_shingles(flat, offsets, num_perm)
+    shard = near_shard(texts, k=k, num_perm=num_perm, bands=bands, rows=rows, phase=phase)
     phase("banding")
-    bands, rows = band_params(lsh_threshold, num_perm, weights)
-    cands = candidate_pairs(sigs, bands, rows)
+    cands = pairs_from_keys(shard.keys)
     if involving is not None:
         cands = cands[cands[:, 1] >= involving]
     phase(f"verification of {len(cands)} candidate pairs")
-    pairs, scores = verify_pairs_csr(flat, offsets, cands, threshold)
+    pairs, scores = verify_pairs_csr(shard.flat, shard.offsets, cands, threshold)
     keep = scores >= threshold
     return pairs[keep], scores[keep]

@@ -34,9 +34,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from curator.embed import VIEWS, encode, ensure_embeddings, example_text, load_embeddings
+from curator.embed import VIEWS, Encoder, encode, ensure_embeddings, example_text, load_embeddings
 from curator.errors import CuratorError
 from curator.models import DEFAULT_EMBEDDER
+from curator.quality.dedup.engine import LOCAL, Engine
 from curator.quality.dedup.exact import exact_pairs, key_of
 from curator.quality.dedup.near import DEFAULT_THRESHOLD as NEAR_THRESHOLD
 from curator.quality.dedup.near import near_pairs
@@ -258,9 +259,10 @@ def check_methods(methods: Sequence[str], allowed: Sequence[str]) -> list[str]:
 
 
 def embed_pool(
-    ws: Workspace, ids: list[str], *, model: str, on: str, include_system: bool, progress: ProgressFactory
+    ws: Workspace, ids: list[str], *, model: str, on: str, include_system: bool, progress: ProgressFactory,
+    encoder: Encoder | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Vectors of stored examples ``ids`` (computing the missing ones, with a progress bar)."""
+    """Vectors of stored examples ``ids`` (computing the missing ones with ``encoder``, with a progress bar)."""
     state: dict[str, Any] = {}
     with progress("embedding", None) as bar:
         def total(n: int) -> None:
@@ -268,7 +270,7 @@ def embed_pool(
             bar.update(total=n)
 
         computed = ensure_embeddings(ws, ids, model=model, on=on, include_system=include_system,
-                                     progress=bar.advance, total=total)
+                                     progress=bar.advance, total=total, encoder=encoder)
     return load_embeddings(ws, ids, model=model, on=on, include_system=include_system), computed
 
 
@@ -284,12 +286,15 @@ def dedup(
     dry_run: bool = False,
     samples: int = 5,
     progress: ProgressFactory | None = None,
+    engine: Engine | None = None,
 ) -> DedupReport:
     """Find duplicates among the active examples and (unless ``dry_run``) exclude all but one copy.
 
     Methods run in the order exact, near, semantic, each on the examples the previous left. The
     whole write is one transaction. Semantic dedup computes (and caches) embeddings even in a
-    dry run.
+    dry run. ``engine`` runs the keys, pairs and embeddings (:data:`~curator.quality.dedup.engine.LOCAL`
+    by default; the Ray engine of ``curator.engines`` gives the same pairs); the clusters, keepers and
+    the write are done here for every engine.
     """
     import time
 
@@ -298,6 +303,7 @@ def dedup(
     check_threshold("near-duplicate (Jaccard)", near_threshold)
     check_threshold("semantic (cosine)", semantic_threshold)
     progress = progress or no_progress
+    engine = engine or LOCAL
     with ws.connect() as con:
         pool = load_pool(con, on, include_system)
     report = DedupReport(on=on, dry_run=dry_run, examples=len(pool))
@@ -309,21 +315,21 @@ def dedup(
         threshold: float | None = None
         if method == "exact":
             with progress("dedup exact", len(texts)) as bar:
-                pairs, scores = exact_pairs(texts)
+                pairs, scores = exact_pairs(keys=engine.exact_keys(texts))
                 bar.advance(len(texts))
         elif method == "near":
             threshold = near_threshold
             with progress("dedup near", len(texts)) as bar:
-                pairs, scores = near_pairs(texts, near_threshold, phase=lambda name: bar.update(note=name))
+                pairs, scores = engine.near_pairs(texts, near_threshold, phase=lambda name: bar.update(note=name))
                 bar.update(note=f"{len(pairs)} pairs")
                 bar.advance(len(texts))
         else:
             threshold = semantic_threshold
             ids = [pool.ids[i] for i in idx.tolist()]
             vectors, report.embedded = embed_pool(ws, ids, model=model, on=on, include_system=include_system,
-                                                   progress=progress)
+                                                   progress=progress, encoder=engine.encode)
             with progress("dedup semantic: searching neighbours", len(ids)) as bar:
-                pairs, scores = semantic_pairs(vectors, semantic_threshold, progress=bar.advance)
+                pairs, scores = engine.semantic_pairs(vectors, semantic_threshold, progress=bar.advance)
         pairs = idx[pairs] if len(pairs) else pairs.reshape(-1, 2)
         decisions, sizes, n_clusters = _resolve(pool, pairs, np.asarray(scores, dtype=np.float64), method)
         result = MethodResult(method, threshold, pairs=len(pairs), clusters=n_clusters, excluded=len(decisions),

@@ -22,16 +22,25 @@ import numpy as np
 from curator.errors import require
 from curator.quality.dedup.neighbors import normalize_rows
 
-__all__ = ["DEFAULT_THRESHOLD", "EXACT_MAX", "semantic_pairs"]
+__all__ = [
+    "DEFAULT_THRESHOLD", "EXACT_MAX", "MARGIN", "cosines", "merge_blocks", "prepare", "query_blocks", "search_block", "semantic_index",
+    "semantic_pairs",
+]
 
 DEFAULT_THRESHOLD = 0.95
 #: Above this many vectors the search switches from exact to IVF (approximate).
 EXACT_MAX = 50_000
 _QUERY_BLOCK = 4096
+#: faiss finds candidates down to ``threshold - MARGIN``; exact cosines then decide (float32 search error ~1e-6).
+MARGIN = 1e-4
 
 
-def _index(x: np.ndarray, exact: bool, nprobe: int) -> Any:  # a faiss SWIG index (untyped)
-    import faiss  # present: semantic_pairs required it
+def semantic_index(x: np.ndarray, exact: bool, nprobe: int = 8) -> Any:  # a faiss SWIG index (untyped)
+    """The faiss index :func:`semantic_pairs` searches: flat inner product, or IVF when not ``exact``.
+
+    ``x`` is L2-normalised float32. Needs faiss (callers check with :func:`curator.errors.require`).
+    """
+    import faiss
 
     d = x.shape[1]
     index: Any
@@ -51,6 +60,71 @@ def _index(x: np.ndarray, exact: bool, nprobe: int) -> Any:  # a faiss SWIG inde
     return index
 
 
+def query_blocks(n_queries: int) -> list[int]:
+    """Start rows of the query blocks :func:`search_block` is called on (the same split on every engine)."""
+    return list(range(0, n_queries, _QUERY_BLOCK))
+
+
+def search_block(index: Any, q: np.ndarray, r0: int, threshold: float, self_mode: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates of query rows ``q[r0:r0 + block]``: ``(query rows, vector rows)`` with a faiss cosine
+    within :data:`MARGIN` of ``threshold`` or above (scored exactly by :func:`merge_blocks`)."""
+    block = q[r0 : r0 + _QUERY_BLOCK]
+    radius = float(np.float32(threshold) - np.float32(MARGIN))
+    lims, _, idx = index.range_search(block, radius)
+    ii = np.repeat(np.arange(block.shape[0], dtype=np.int64) + r0, np.diff(lims.astype(np.int64)))
+    jj = idx.astype(np.int64)
+    keep = jj >= 0
+    if self_mode:
+        keep &= jj != ii
+    return ii[keep], jj[keep]
+
+
+def cosines(q: np.ndarray, x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``q[i] . x[j]`` per pair, summed in float64 and rounded to float32.
+
+    The same number wherever it is computed: a BLAS or faiss float32 dot product can change in its last
+    bit with the thread count or the block it is part of, which would move a pair across the threshold
+    or change a stored score between engines.
+    """
+    out = np.empty(i.size, dtype=np.float32)
+    for lo in range(0, i.size, 65_536):
+        a = q[i[lo : lo + 65_536]].astype(np.float64)
+        b = x[j[lo : lo + 65_536]].astype(np.float64)
+        out[lo : lo + 65_536] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def merge_blocks(
+    found: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, q: np.ndarray, threshold: float, self_mode: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks' candidates (in block order) -> sorted ``(pairs, cosines)`` at or above ``threshold``.
+
+    In self mode each pair once, ``i < j``. Cosines come from :func:`cosines` on the normalised rows.
+    """
+    if not found:
+        return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.float32)
+    i = np.concatenate([f[0] for f in found])
+    j = np.concatenate([f[1] for f in found])
+    if self_mode:
+        n = np.int64(x.shape[0])
+        code = np.unique(np.minimum(i, j) * n + np.maximum(i, j))
+        i, j = code // n, code % n
+    s = cosines(q, x, i, j)
+    keep = s >= np.float32(threshold)
+    i, j, s = i[keep], j[keep], s[keep]
+    order = np.lexsort((j, i))
+    return np.stack((i[order], j[order]), axis=1).astype(np.int64), s[order]
+
+
+def prepare(
+    vectors: np.ndarray, queries: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Normalised ``(vectors, queries, self_mode)`` as :func:`semantic_pairs` searches them."""
+    x = normalize_rows(vectors) if len(vectors) else np.zeros((0, 1), dtype=np.float32)
+    q = x if queries is None else (normalize_rows(queries) if len(queries) else np.zeros((0, x.shape[1]), np.float32))
+    return x, q, queries is None
+
+
 def semantic_pairs(
     vectors: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
@@ -66,40 +140,20 @@ def semantic_pairs(
     ``(query_row, vector_row)``. Returns ``(pairs (m, 2) int64, scores (m,) float32)`` sorted.
     ``progress`` is told how many query rows were searched after each block. Needs faiss (the
     ``[embed]`` extra): :class:`curator.errors.MissingDependency` otherwise, even for empty input.
+    The search is :func:`semantic_index`, then :func:`search_block` per block of
+    :func:`query_blocks`, then :func:`merge_blocks`, which scores the candidates exactly
+    (:func:`cosines`): the Ray engine runs the searches on its workers and the same merge.
     """
     require("faiss", "embed", "semantic duplicate search")
-    x = normalize_rows(vectors) if len(vectors) else np.zeros((0, 1), dtype=np.float32)
-    q = x if queries is None else (normalize_rows(queries) if len(queries) else np.zeros((0, x.shape[1]), np.float32))
+    x, q, self_mode = prepare(vectors, queries)
     if x.shape[0] == 0 or q.shape[0] == 0:
         if progress and q.shape[0]:
             progress(q.shape[0])
         return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.float32)
-    self_mode = queries is None
-    index = _index(x, x.shape[0] <= exact_max, nprobe)
-    radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    for r0 in range(0, q.shape[0], _QUERY_BLOCK):
-        block = q[r0 : r0 + _QUERY_BLOCK]
-        lims, dist, idx = index.range_search(block, radius)
-        ii = np.repeat(np.arange(block.shape[0], dtype=np.int64) + r0, np.diff(lims.astype(np.int64)))
-        jj = idx.astype(np.int64)
-        keep = (jj >= 0) & (dist >= np.float32(threshold))
-        if self_mode:
-            keep &= jj != ii
-        rows.append(ii[keep])
-        cols.append(jj[keep])
-        vals.append(dist[keep].astype(np.float32))
+    index = semantic_index(x, x.shape[0] <= exact_max, nprobe)
+    found = []
+    for r0 in query_blocks(q.shape[0]):
+        found.append(search_block(index, q, r0, threshold, self_mode))
         if progress:
-            progress(block.shape[0])
-    i = np.concatenate(rows)
-    j = np.concatenate(cols)
-    s = np.concatenate(vals)
-    if self_mode:
-        lo, hi = np.minimum(i, j), np.maximum(i, j)
-        n = np.int64(x.shape[0])
-        code, first = np.unique(lo * n + hi, return_index=True)
-        i, j, s = code // n, code % n, s[first]
-    order = np.lexsort((j, i))
-    return np.stack((i[order], j[order]), axis=1).astype(np.int64), s[order]
+            progress(min(_QUERY_BLOCK, q.shape[0] - r0))
+    return merge_blocks(found, x, q, threshold, self_mode)
