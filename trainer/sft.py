@@ -62,7 +62,13 @@ def setup_model(job: TrainJob, continuing: str) -> tuple[Any, Any, Any, Any]:
     model = load_base_model(cfg.base_model, hw, gradient_checkpointing=cfg.gradient_checkpointing)
     if job.base_adapter is not None:
         job.log(continuing.format(adapter=job.base_adapter))
-        return hw, tokenizer, PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True), None
+        peft_model = PeftModel.from_pretrained(model, str(job.base_adapter), is_trainable=True)
+        # The saved adapter names its base portably (a hub id, see trainer.modelcard); while training, PEFT
+        # reads the base's config from that name when it saves: point it at the model actually loaded, so
+        # saving never looks for the hub (the finished adapter gets its portable name back).
+        for pc in peft_model.peft_config.values():
+            pc.base_model_name_or_path = str(getattr(model, "name_or_path", "") or cfg.base_model)
+        return hw, tokenizer, peft_model, None
     peft_config = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",

@@ -72,3 +72,22 @@ def test_dpo_after_sft_and_adapter_stacking(trained: Any) -> None:
     assert not torch.allclose(logits[sft.id], logits["base"])
     answers = stack.chat([{"role": "user", "content": "hi"}], max_new_tokens=3)
     assert set(answers) == {sft.id, run.id, "base"} and all(isinstance(a, str) for a in answers.values())
+
+
+def test_continuing_an_adapter_with_a_portable_base_name_never_looks_it_up(trained: Any) -> None:
+    """A finished adapter names its base portably (a hub id for the bundled model); continuing it must
+    save against the model actually loaded, not look that name up (offline: a warning; online: the hub)."""
+    import json
+    import warnings
+
+    ws, sft = trained.ws, trained.run
+    cfg_path = ws.path / sft.adapter_path / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = "nobody-here/not-a-model"
+    cfg_path.write_text(json.dumps(cfg))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run = train(ws, trained.snapshot, method="dpo", base_run=sft.id, pairs=PAIRS, progress=False,
+                    log=lambda m: None, overrides=tiny_overrides(trained.model_dir))
+    assert run.status == "succeeded"
+    assert not [w for w in seen if "nobody-here/not-a-model" in str(w.message)]
