@@ -10,8 +10,9 @@ misroutes most weak-team tickets.
 official ``openai`` SDK and curator's ``compatible:`` provider).  Asked for a training example, it
 writes a new, correct ticket for the label the request names (``label 'jade'`` in a weakness
 description, as :mod:`evals.weaknesses` writes them); ``mode="uniform"`` ignores the request and
-cycles through the teams (the untargeted control).  Replies are a function of the request (and, for
-the control, of the request count), so the same run gives the same data.  Only 127.0.0.1 is bound.
+cycles through the teams (the untargeted control).  Within a team, its n-th ticket names the team's
+products in turn and is new (phrasing, number and a context sentence follow n), so the same requests
+give the same set of tickets whatever order they arrive in.  Only 127.0.0.1 is bound.
 Used by ``benchmarks/loop_gain.py`` and ``tests/loop/test_label_targeting.py``.
 """
 
@@ -45,6 +46,12 @@ _ISSUE = ["my {p} stopped working", "the {p} shows an error", "I cannot use the 
           "the new {p} fails", "my {p} keeps failing", "the {p} does nothing", "our {p} gives a warning"]
 _WHEN = ["since Monday", "after the update", "this morning", "every day", "since last week", "at the office",
          "today", "since yesterday"]
+#: What the teacher adds to its tickets (a second sentence, as a person writing one would): its tickets
+#: are then no copies of one another, nor of the one-sentence dev and test tickets.
+_CONTEXT = ["I already restarted it twice.", "Nothing changed on our side.", "My manager asked me to report it.",
+            "A colleague has the same problem.", "It worked fine last month.", "We need it for a client meeting.",
+            "The help page did not solve it.", "I am working from home this week.", "Please call me back.",
+            "It happens on every floor.", "This blocks the whole team.", "I tried the usual fix, no luck."]
 
 
 def ticket(product: str, n: int) -> str:
@@ -117,6 +124,7 @@ class TicketTeacher:
         self.written: list[tuple[str | None, str]] = []  # (label the request named, team written)
         self._lock = threading.Lock()
         self._count = itertools.count()
+        self._per_team = {team: itertools.count() for team in TEAMS}
         self._server: _Server | None = None
 
     def reply(self, body: dict[str, Any]) -> str:
@@ -124,13 +132,16 @@ class TicketTeacher:
         text = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
         asked = re.search(r"label '([^']+)'", text)
         named = asked.group(1) if asked and asked.group(1) in RULE else None
-        h = int(hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest(), 16)
         with self._lock:
             self.requests.append(body)
             k = next(self._count)
-        team = named if self.mode == "targeted" and named else TEAMS[k % len(TEAMS)]
-        product = RULE[team][h % 4]
-        question = ticket(product, 4096 + h % 100_000)
+            team = named if self.mode == "targeted" and named else TEAMS[k % len(TEAMS)]
+            j = next(self._per_team[team])
+        # The j-th ticket of a team: its products in turn, each ticket new (the phrasing, ticket number and
+        # context sentence follow j), so both modes spend their examples alike within a team.
+        h = int(hashlib.sha256(f"{team}/{j}".encode()).hexdigest(), 16)
+        product = RULE[team][j % 4]
+        question = f"{ticket(product, 4096 + h % 100_000)} {_CONTEXT[(j + h) % len(_CONTEXT)]}"
         with self._lock:
             self.written.append((named, team))
         return json.dumps({"question": question, "answer": team})

@@ -659,7 +659,10 @@ def evaluate(
                 bar.update(note="generating")
                 outs = gen.generate([it.prompt for it in part], greedy, batch_size=batch_size, progress=bar.advance)
                 bar.update(note="scoring")
-                losses = engine_losses(gen, [it.messages for it in part], batch_size=batch_size)
+                # The reference loss is the model's on the plain conversation: for a prompting baseline it
+                # would be the zero-shot run's loss again (shots only change the prompt), so it is not computed.
+                losses = (engine_losses(gen, [it.messages for it in part], batch_size=batch_size)
+                          if prompting == "zero_shot" else [(math.nan, 0)] * len(part))
                 records = []
                 for it, out, (loss, n_tok) in zip(part, outs, losses, strict=True):
                     scores = dict(score_example(out.text, it.reference, it.key_phrases))

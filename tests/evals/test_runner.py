@@ -243,6 +243,9 @@ def test_prompting_baselines_put_train_shots_before_the_prompt(snap_ws: Any, tin
 
     p0, p3 = prompt_tokens(plain.eval_id), prompt_tokens(few.eval_id)
     assert p0.keys() == p3.keys() and all(p3[e] > p0[e] for e in p0)
+    # the shots change the prompt only: a baseline has no loss of its own (it would be the plain run's again)
+    assert plain.summary["overall"]["eval_loss"] > 0
+    assert few.summary["overall"].get("eval_loss") is None and near.summary["overall"].get("eval_loss") is None
 
     # retrieval: the nearest train example is the last shot, right before the question
     snap = resolve_snapshot(snap_ws, "latest")
