@@ -58,8 +58,8 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m '' $(PYTEST_ARGS)
 
 # The quick benchmarks (a few minutes in all), written to benchmarks/RESULTS.md; BENCH_ARGS='--only pii'
-# runs some.  By hand: dedup_scale.py (1M examples, an hour), generate_local.py and train_overhead.py
-# (the real model on the CPU, minutes each).
+# runs some.  By hand: scale.py --n 1000000 (1M examples, about 20 minutes), generate_local.py and
+# train_overhead.py (the real model on the CPU, minutes each).
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 

@@ -154,18 +154,26 @@ def leakage_cmd(ctx: click.Context, methods: str, ngram: int, coverage: float, s
     curator leakage --fix
     curator leakage --engine ray
     """
-    from curator.quality.leakage import find_leakage, fix_leakage
+    from curator.quality.leakage import LeakageReport, find_leakage, fix_leakage_until_clean
 
     ws = _ws(ctx)
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    passes: list[int] = []
+    fixed = 0
     with _engine(engine, ray_address) as eng:
-        report = find_leakage(ws, chosen, on=on, include_system=include_system, ngram=ngram, coverage=coverage,
-                              semantic_threshold=semantic, model=model, progress=progress, engine=eng)
-    fixed = fix_leakage(ws, report) if fix else 0
+        def find() -> LeakageReport:
+            return find_leakage(ws, chosen, on=on, include_system=include_system, ngram=ngram, coverage=coverage,
+                                semantic_threshold=semantic, model=model, progress=progress, engine=eng)
+
+        if fix:
+            report, fixed, passes = fix_leakage_until_clean(ws, find)
+        else:
+            report = find()
     if as_json:
         out = report.to_dict()
         if fix:
             out["excluded"] = fixed
+            out["pairs_per_pass"] = passes
         echo_json(out)
         return
     compared = ", ".join(f"{s} {n}" for s, n in report.compared.items())
@@ -179,7 +187,9 @@ def leakage_cmd(ctx: click.Context, methods: str, ngram: int, coverage: float, s
         if len(report.pairs) > limit:
             click.echo(f"... {len(report.pairs) - limit} more (--limit, or --json for all)")
     if fix:
-        click.echo(f"{fixed} train examples excluded; undo with `curator restore leakage`")
+        again = (f" ({len(passes) - 1} passes until clean: pairs found {', '.join(map(str, passes))})"
+                 if len(passes) > 2 or (passes and passes[-1]) else "")
+        click.echo(f"{fixed} train examples excluded{again}; undo with `curator restore leakage`")
     elif report.pairs:
         click.echo("run `curator leakage --fix` to exclude the train copies")
 

@@ -116,13 +116,16 @@ class Columns:
 
     def to_arrow(self, ratios: tuple[float, float, float]) -> pa.Table:
         # Generated and logged data never lands in the test split by hash: the test split is what
-        # users bring (or seeds/imports), and rounds compare runs on it.  Grouping still applies: a
-        # new example whose prompt group is already in test joins test (and is reported as leakage).
-        held_out_ok = [o not in ("synthetic", "feedback") for o in self.origin]
+        # users bring (or seeds/imports), and rounds compare runs on it.  Feedback does not land in the
+        # dev (eval) split either: its answer is usually the served model's own, and as a dev reference
+        # it would score the champion against itself when a round decides on promotion.  Grouping still
+        # applies: a new example whose prompt group is already in eval or test joins it.
         hashed = []
-        for g, ok in zip(self.group_key, held_out_ok, strict=True):
+        for g, origin in zip(self.group_key, self.origin, strict=True):
             h = hash_split(g, ratios)
-            hashed.append("train" if h == "test" and not ok else h)
+            if origin == "feedback" or (origin == "synthetic" and h == "test"):
+                h = "train"
+            hashed.append(h)
         # An explicit schema: a range of a large file may yield no rows, and its empty table must still concatenate.
         return pa.table(
             {

@@ -56,17 +56,31 @@ def test_ratios() -> None:
     assert hash_split("g", (1.0, 0.0, 0.0)) == "train"
 
 
-def test_generated_and_logged_data_never_hash_into_test(ws) -> None:
+def _store_by_origin(ws, ratios: list[float], origins: list[str], answer: str = "a") -> list[str]:
+    """Store one new example per origin (prompts ``p 0``, ``p 1``, ...) at ``ratios``; their splits."""
     from curator.data.ingest import store_examples
     from curator.records import Example
 
-    ws.set_setting("split_ratios", [0.0, 0.0, 1.0])  # everything new would go to test
-    exs = [Example.from_messages([{"role": "user", "content": f"gen {i}"}, {"role": "assistant", "content": "a"}],
-                                 origin=origin) for i, origin in enumerate(["synthetic", "feedback", "import"])]
+    ws.set_setting("split_ratios", ratios)
+    exs = [Example.from_messages([{"role": "user", "content": f"p {i}"}, {"role": "assistant", "content": answer}],
+                                 origin=origin) for i, origin in enumerate(origins)]
     with ws.transaction() as con:
         store_examples(con, ws, exs)
     splits = _splits(ws)
-    assert [splits[e.id] for e in exs] == ["train", "train", "test"]
+    return [splits[e.id] for e in exs]
+
+
+def test_generated_and_logged_data_never_hash_into_test(ws) -> None:
+    # everything new would go to test
+    assert _store_by_origin(ws, [0.0, 0.0, 1.0], ["synthetic", "feedback", "import"]) == ["train", "train", "test"]
+
+
+def test_feedback_never_hashes_into_dev(ws) -> None:
+    """A served answer as a dev reference would score the champion against itself when a round decides."""
+    # everything new would go to eval
+    assert _store_by_origin(ws, [0.0, 1.0, 0.0], ["synthetic", "feedback", "import"]) == ["eval", "train", "eval"]
+    # the group rule still wins: a feedback prompt already in dev joins dev (so it never sits in two splits)
+    assert _store_by_origin(ws, [0.0, 1.0, 0.0], ["feedback"] * 3, answer="b") == ["eval", "train", "eval"]
 
 
 def test_pinned_file_takes_existing_examples_into_the_held_out_split(ws, tmp_path: Path) -> None:

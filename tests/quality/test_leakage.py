@@ -16,6 +16,7 @@ from curator.data.ingest import ingest_file
 from curator.errors import SnapshotError
 from curator.quality.decisions import restore
 from curator.quality.leakage import (
+    MAX_DF,
     exact_leak_pairs,
     find_leakage,
     find_leaks_of,
@@ -167,3 +168,19 @@ def test_self_instruct_whole_example_matching_has_no_false_positives(ws, shared_
     ingest_file(ws, folder / "user_oriented_instructions.jsonl", split="test")
     for on in ("conversation", "prompt"):
         assert find_leakage(ws, ("exact", "ngram"), on=on).pairs == []
+
+
+def test_fix_repeats_until_clean_when_exclusions_bring_ngrams_under_the_boilerplate_cutoff(ws, tmp_path: Path) -> None:
+    """N-grams in more than MAX_DF train texts are ignored; excluding the exact copies brings them under it."""
+    question = "My invoice for the last three months shows a charge I do not recognise at all"
+    answer = "Open Billing, then Invoices, and dispute the line."
+    variants = [chat(f"Note {k}: {question}", answer) for k in range(MAX_DF - 1)]
+    copies = [chat(question.upper(), answer), chat(question + "?", answer)]  # two exact (folded) copies
+    ingest_file(ws, write_jsonl(tmp_path / "train.jsonl", variants + copies), split="train")
+    ingest_file(ws, write_jsonl(tmp_path / "test.jsonl", [chat(question, answer)]), split="test")
+    r = CliRunner().invoke(main, ["leakage", "--methods", "exact,ngram", "--fix", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    # pass 1: the 2 exact copies (the n-grams are in MAX_DF + 1 texts: boilerplate); pass 2: the rest; pass 3: clean
+    assert out["pairs_per_pass"] == [2, MAX_DF - 1, 0] and out["excluded"] == MAX_DF + 1
+    assert CliRunner().invoke(main, ["snapshot", "create"]).exit_code == 0
