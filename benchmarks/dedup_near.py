@@ -214,6 +214,19 @@ def run_curator(
     }
 
 
+def _verified(flat: np.ndarray, offsets: np.ndarray, cands: np.ndarray, threshold: float, stages: dict[str, float],
+              t0: float, base: float) -> dict[str, Any]:
+    """A baseline's last stage, curator's verification of its candidates, and its result (time from ``t0``,
+    peak memory over ``base``)."""
+    t = time.perf_counter()
+    pairs, _ = verify_pairs_csr(flat, offsets, cands, threshold)
+    stages["verify"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    peak = _peak_mib()
+    return {"pairs": pairs, "time_s": total, "stages_s": stages, "candidates": len(cands), "peak_mib": peak,
+            "peak_increase_mib": peak - base}
+
+
 def run_datasketch(
     texts: list[str], threshold: float, num_perm: int, k: int, weights: tuple[float, float]
 ) -> dict[str, Any]:
@@ -246,20 +259,7 @@ def run_datasketch(
                 found.add((i, j) if i < j else (j, i))
     cands = np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
     stages["lsh"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pairs, _ = verify_pairs_csr(flat, offsets, cands, threshold)
-    stages["verify"] = time.perf_counter() - t
-    total = time.perf_counter() - t0
-    peak = _peak_mib()
-    return {
-        "pairs": pairs,
-        "time_s": total,
-        "stages_s": stages,
-        "candidates": len(cands),
-        "peak_mib": peak,
-        "peak_increase_mib": peak - base,
-        "bands_rows": [lsh.b, lsh.r],
-    }
+    return {**_verified(flat, offsets, cands, threshold, stages, t0, base), "bands_rows": [lsh.b, lsh.r]}
 
 
 def run_rensa(
@@ -283,19 +283,7 @@ def run_rensa(
     t = time.perf_counter()
     cands = candidate_pairs(sigs, *band_params(threshold, num_perm, weights))
     stages["lsh"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pairs, _ = verify_pairs_csr(flat, offsets, cands, threshold)
-    stages["verify"] = time.perf_counter() - t
-    total = time.perf_counter() - t0
-    peak = _peak_mib()
-    return {
-        "pairs": pairs,
-        "time_s": total,
-        "stages_s": stages,
-        "candidates": len(cands),
-        "peak_mib": peak,
-        "peak_increase_mib": peak - base,
-    }
+    return _verified(flat, offsets, cands, threshold, stages, t0, base)
 
 
 def _true_jaccard(texts: list[str], planted: np.ndarray, k: int) -> np.ndarray:

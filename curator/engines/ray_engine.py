@@ -57,7 +57,14 @@ from curator.quality.dedup.semantic import (
     semantic_index,
 )
 from curator.quality.fold import fold
-from curator.quality.leakage import DEFAULT_NGRAM, SHORT_NGRAM, ngram_index, ngram_leak_pairs, ngram_sizes
+from curator.quality.leakage import (
+    DEFAULT_NGRAM,
+    SHORT_NGRAM,
+    join_leak_pairs,
+    ngram_index,
+    ngram_leak_pairs,
+    ngram_sizes,
+)
 
 __all__ = ["DEFAULT_SHARD_ROWS", "MIN_SHARD_ROWS", "RayEngine"]
 
@@ -258,7 +265,7 @@ class RayEngine:
         return pairs[keep], scores[keep]
 
     def ngram_leak_pairs(self, train: Sequence[str], other: Sequence[str], **params: Any) -> Pairs:
-        empty = ngram_leak_pairs([], [], folded=True, **params)  # checks the parameters on the driver
+        ngram_leak_pairs([], [], folded=True, **params)  # checks the parameters on the driver
         if not len(train) or not len(other):
             return ngram_leak_pairs(train, other, folded=True, **params)
         ray = self._ray()
@@ -272,19 +279,11 @@ class RayEngine:
         index_ref = ray.put(index)
         refs = [(lo, self._task(_ngram_task).remote(train_ref, ref, index_ref, params))
                 for lo, _, ref in self._shards(other)]
-        out_p, out_s = [], []
+        parts = []
         for lo, ref in refs:
             p, s = ray.get(ref)
-            if len(p):
-                p = p.copy()
-                p[:, 0] += lo
-                out_p.append(p)
-                out_s.append(s)
-        if not out_p:
-            return empty
-        pairs, scores = np.concatenate(out_p), np.concatenate(out_s)
-        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-        return pairs[order], scores[order]
+            parts.append((p + np.array([lo, 0], dtype=p.dtype), s))  # shard rows -> rows of ``other``
+        return join_leak_pairs(parts)
 
     def semantic_pairs(self, vectors: np.ndarray, threshold: float, *, queries: np.ndarray | None = None,
                        progress: Callable[[int], None] | None = None) -> Pairs:

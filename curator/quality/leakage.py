@@ -78,6 +78,7 @@ __all__ = [
     "find_leaks_of",
     "fix_leakage",
     "fix_leakage_until_clean",
+    "join_leak_pairs",
     "leakage_gate",
     "ngram_index",
     "ngram_leak_pairs",
@@ -206,7 +207,7 @@ def ngram_leak_pairs(
     train = train_texts if folded else [fold(t) for t in train_texts]
     other = list(other_texts) if folded else [fold(t) for t in other_texts]
     nwords = np.array([t.count(" ") + 1 if t else 0 for t in other], dtype=np.int64)
-    out_p, out_s = [], []
+    parts = []
     long_ = nwords >= 2 * ngram
     for n, sel in ((ngram, long_), (short_ngram, (nwords >= min_words) & ~long_)):
         idx = np.flatnonzero(sel)
@@ -214,13 +215,17 @@ def ngram_leak_pairs(
             continue
         p, s = _coverage_pairs(train, [other[i] for i in idx.tolist()], n, coverage, max_df,
                                index.get(n) if index else None)
-        if len(p):
-            p[:, 0] = idx[p[:, 0]]
-            out_p.append(p)
-            out_s.append(s)
-    if not out_p:
+        p[:, 0] = idx[p[:, 0]]
+        parts.append((p, s))
+    return join_leak_pairs(parts)
+
+
+def join_leak_pairs(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Parts of (other_row, train_row) pairs and their scores, joined and ordered by (other row, train row)."""
+    parts = [(p, s) for p, s in parts if len(p)]
+    if not parts:
         return _EMPTY
-    pairs, scores = np.concatenate(out_p), np.concatenate(out_s)
+    pairs, scores = np.concatenate([p for p, _ in parts]), np.concatenate([s for _, s in parts])
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     return pairs[order], scores[order]
 
