@@ -41,7 +41,7 @@ from typing import Any
 from curator.errors import CuratorError, ModelError
 from curator.llm.engine import ENGINES, GenerationEngine, TransformersEngine, make_engine
 from curator.llm.providers import GenParams
-from curator.models import DEFAULT_CHAT_MODEL, generate, load_model, prompt_messages, render_chat
+from curator.models import DEFAULT_CHAT_MODEL, load_model, prompt_messages, render_chat
 from curator.output import progress as progress_bar
 from curator.snapshots import read_split, resolve_snapshot
 from curator.workspace import Workspace
@@ -385,11 +385,15 @@ def engine_losses(engine: GenerationEngine, conversations: Sequence[list[dict[st
 
 def _engine(name: str, info: RunInfo, batch_size: int) -> GenerationEngine:
     """The engine that generates an evaluation's predictions (the transformers one through this module's
-    ``load_model`` and ``generate``, which tests count and interrupt)."""
+    ``load_model``, which tests count)."""
     if name == "transformers":
         return TransformersEngine(info.base_model, adapter=info.adapter_path, batch_size=batch_size, merge=True,
-                                  load=lambda *a, **k: load_model(*a, **k), generate=lambda *a, **k: generate(*a, **k))
+                                  load=lambda *a, **k: load_model(*a, **k))
     return make_engine(name, info.base_model, adapter=info.adapter_path, batch_size=batch_size)
+
+
+#: Most rows in one forward of :func:`assistant_losses`.
+LOSS_BATCH = 8
 
 
 def assistant_losses(
@@ -406,9 +410,14 @@ def assistant_losses(
     encoded = answer_token_ids(tokenizer, conversations, max_length=max_length)
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out: list[tuple[float, int]] = []
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start : start + batch_size]
+    # Length-sorted batches of at most LOSS_BATCH rows: little padding (a padded token costs a full token's
+    # compute), and the batch still fills the cores.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    size = max(1, min(batch_size, LOSS_BATCH))
+    by_index: dict[int, tuple[float, int]] = {}
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        batch = [encoded[i] for i in rows]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         attn = torch.zeros((len(batch), width), dtype=torch.long)
@@ -417,20 +426,29 @@ def assistant_losses(
             input_ids[i, : len(ids)] = torch.tensor(ids)
             attn[i, : len(ids)] = 1
             labels[i, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:], dtype=torch.long)
+        # Logits only where an answer token is predicted: from the earliest answer of the batch on (the
+        # vocabulary projection and its softmax are a fifth of SmolLM2's compute per token, and most of its memory).
+        first = min(n_prompt for _, n_prompt in batch) - 1
+        keep = width - first
         with torch.no_grad():
-            logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev)).logits.float()
+            try:
+                logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), logits_to_keep=keep).logits
+            except TypeError:  # a model class without logits_to_keep
+                logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev)).logits
+            logits = logits[:, -keep:, :].float()
+        # logits[:, j] predicts the token at position first + j + 1; the last one predicts nothing.
         shift_logits = logits[:, :-1, :]
-        shift_labels = labels[:, 1:].to(dev)
+        shift_labels = labels[:, first + 1 :].to(dev)
         nll = torch.nn.functional.cross_entropy(
             shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100,
             reduction="none",
         ).view(shift_labels.shape)
         mask = shift_labels != -100
-        for i in range(len(batch)):
+        for i, row in enumerate(rows):
             n = int(mask[i].sum())
-            out.append((float(nll[i][mask[i]].sum()) / n if n else math.nan, n))
+            by_index[row] = (float(nll[i][mask[i]].sum()) / n if n else math.nan, n)
         del logits, shift_logits, nll
-    return out
+    return [by_index[i] for i in range(len(encoded))]
 
 
 def _summary_block(items: list[_Item], rows: dict[str, EvalRow]) -> dict[str, Any]:

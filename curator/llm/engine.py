@@ -72,8 +72,16 @@ class GenerationEngine(ABC):
 
 
 class TransformersEngine(GenerationEngine):
-    """:func:`curator.models.generate`: length-sorted, left-padded batches on the CPU or one GPU.
+    """Generation with ``transformers`` on the CPU or one GPU.
 
+    ``continuous`` (the default): the serving engine's continuous batching (:mod:`curator.serve.engine`) runs
+    the batch on the calling thread: at most ``batch_size`` rows decode at once, a finished row stops costing
+    compute and the next one takes its place, over a preallocated KV cache, and a beginning shared by several
+    prompts (the system prompt, a few-shot baseline's examples) is prefilled once (``benchmarks/eval_speed.py``
+    measures it against ``generate``).  Otherwise, or for a model that engine cannot run (a sliding-window
+    layer), :func:`curator.models.generate`: length-sorted, left-padded batches of ``model.generate``.
+    Greedy answers are the same either way up to float rounding; sampled ones draw from per-row generators
+    seeded by ``params.seed`` instead of one global seed.
     ``merge``: fold the adapter into the base weights (inference only; as fast as the base model).
     ``load`` / ``generate``: stand-ins for :func:`curator.models.load_model` and
     :func:`curator.models.generate` with their signatures (a caller's own references to them).
@@ -82,12 +90,12 @@ class TransformersEngine(GenerationEngine):
     name = "transformers"
 
     def __init__(self, model: str, *, adapter: str | Path | None = None, dtype: str = "auto", batch_size: int = 8,
-                 merge: bool = True, load: Callable[..., tuple[Any, Any]] | None = None,
+                 merge: bool = True, continuous: bool = True, load: Callable[..., tuple[Any, Any]] | None = None,
                  generate: Callable[..., list[GenOutput]] | None = None) -> None:
         super().__init__(model, adapter=adapter)
         for module in ("torch", "transformers"):
             require(module, "train", f"generating with {model}")
-        self.dtype, self.batch_size, self.merge = dtype, batch_size, merge
+        self.dtype, self.batch_size, self.merge, self.continuous = dtype, batch_size, merge, continuous
         self._load_fn, self._generate_fn = load, generate
         self._loaded: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
@@ -112,9 +120,43 @@ class TransformersEngine(GenerationEngine):
         from curator.models import generate
 
         model, tok = self.load()
+        if self._generate_fn is None and self.continuous:
+            outs = self._generate_continuous(model, tok, conversations, params, batch_size or self.batch_size,
+                                             progress)
+            if outs is not None:
+                return outs
         return (self._generate_fn or generate)(model, tok, conversations, max_new_tokens=params.max_tokens,
                         batch_size=batch_size or self.batch_size, temperature=params.temperature, top_p=params.top_p,
                         seed=params.seed if params.seed is not None else 0, progress=progress)
+
+    def _generate_continuous(self, model: Any, tok: Any, conversations: Sequence[list[dict[str, Any]]],
+                             params: GenParams, batch_size: int,
+                             progress: Callable[[int], None] | None) -> list[GenOutput] | None:
+        """The serving engine's continuous batching (:class:`curator.serve.engine.Engine`) on this thread, at most
+        ``batch_size`` rows decoding at once, prompts that share a beginning (a system prompt, the same few-shot
+        examples) prefilling it once; None for a model it cannot run (not full attention everywhere)."""
+        from curator.errors import ModelError
+        from curator.serve.engine import Engine, GenRequest, SamplingParams
+
+        if not conversations:
+            return []
+        try:
+            engine = Engine(model, tok, max_batch=batch_size)
+        except ModelError:
+            return None
+        sampling = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                                  seed=params.seed if params.seed is not None else 0)
+        adapter = "evaluated" if engine.is_peft and self.adapter is not None else None
+        done = (lambda _r: progress(1)) if progress is not None else None
+        reqs = [GenRequest(engine.encode(c), sampling, adapter=adapter, on_done=done) for c in conversations]
+        engine.generate_now(reqs)
+        outs = []
+        for r in reqs:
+            if r.error is not None:
+                raise ModelError(f"generating with {self.model} failed: {r.error}") from r.error
+            reason = "length" if r.finish_reason == "length" else "stop"
+            outs.append(GenOutput(r.text.strip(), len(r.prompt_ids), len(r.tokens), reason))
+        return outs
 
     def close(self) -> None:
         self._loaded = None

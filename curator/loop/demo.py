@@ -31,14 +31,14 @@ from typing import Any
 from curator.errors import CuratorError
 from curator.workspace import Workspace
 
-__all__ = ["PLAN", "RATING_RULE", "bundled_seeds", "rate_answer", "run_demo", "serve_traffic"]
+__all__ = ["CORRECTION_RULE", "PLAN", "RATING_RULE", "bundled_seeds", "rate_answer", "run_demo", "serve_traffic"]
 
 #: The demo's sizes, full and ``--quick``.  Each training stops after a fixed number of steps of the
 #: config's 4-epoch schedule (about 5 s a step on 2 cores), so a run gives the same numbers on any
 #: machine: a schedule annealed over the short run was measured worse here (round 1 ROUGE-L 0.22 after
 #: 18 annealed steps against 0.39 after 20 steps of a 48-step schedule).
 PLAN: dict[str, dict[str, Any]] = {
-    "full": {"seed_requests": 8, "train_steps": (20, 12), "targeted": 8, "max_eval": None, "traffic": None},
+    "full": {"seed_requests": 8, "train_steps": (20, 20), "targeted": 8, "max_eval": None, "traffic": None},
     "quick": {"seed_requests": 4, "train_steps": (8, 5), "targeted": 4, "max_eval": 10, "traffic": 8},
 }
 #: Teacher replies: a question/answer pair as JSON is 120-190 tokens in the seeds.
@@ -160,6 +160,9 @@ def run_demo(
 RATING_RULE = ("5 (thumbs up) when the answer follows the support format -- a 'Diagnosis:' line, steps numbered 1. 2. 3. "
                "and an 'Escalation:' line -- and names the escalation contact support.nimbus.example; 2 (thumbs down) "
                "when it has only one of the two; 1 (thumbs down) otherwise")
+#: What the scripted user adds to a bad rating (printed in the demo's output).
+CORRECTION_RULE = ("with a rating of 2 or less it also sends, as the correction, the answer the support team wrote for "
+                   "that question (the 'correction' of its line in traffic.jsonl)")
 _STEP = re.compile(r"^\s*([1-9])[.)]\s+\S", re.MULTILINE)
 
 
@@ -190,17 +193,20 @@ def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max
                   log: Callable[[str], None] = print, startup_timeout: float = 300.0,
                   request_timeout: float = 1800.0) -> dict[str, Any]:
     """Serve the champion with ``curator serve --champion`` (its own process, on a free loopback port), send the
-    conversations of ``traffic`` (JSONL of ``{"messages": [...]}``, the last turn a user's) through the
-    ``openai`` SDK all at once, rate every answer with :func:`rate_answer` through ``POST /v1/feedback``, and
-    stop the server (which flushes its trace log).  Returns the counts by rating and the traces' ids.
+    conversations of ``traffic`` (JSONL of ``{"messages": [...], "correction": "..."}``, the last turn a user's,
+    the correction optional) through the ``openai`` SDK all at once, rate every answer with :func:`rate_answer`
+    through ``POST /v1/feedback`` (with the line's correction when the rating is 2 or less:
+    :data:`CORRECTION_RULE`), and stop the server (which flushes its trace log).  Returns the counts by rating,
+    the corrections sent and the traces' ids.
     ``serve_args`` / ``model``: what to serve and ask for instead (e.g. ``("--adapter", "a=RUN")`` / ``"a"``)."""
     import openai
 
     from curator.loop.rounds import champion
 
     champion_run = champion(ws) if model == "champion" else model
-    convs = [json.loads(line)["messages"] for line in traffic.read_text(encoding="utf-8").splitlines() if line.strip()]
-    convs = convs[:limit] if limit else convs
+    lines = [json.loads(line) for line in traffic.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = lines[:limit] if limit else lines
+    convs = [row["messages"] for row in lines]
     port = _free_port()
     # The whole burst is one batch; on 2 busy cores it can take minutes, hence the long request timeout.
     cmd = [sys.executable, "-m", "curator", "--workspace", str(ws.path), "-q", "serve", *serve_args,
@@ -236,24 +242,30 @@ def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max
         with ThreadPoolExecutor(max_workers=max(len(convs), 1)) as pool:
             replies = list(pool.map(ask, convs))
         seconds = time.time() - t0
-        answers = [r for r in replies if not isinstance(r, openai.OpenAIError)]
+        answered = [(r, row) for r, row in zip(replies, lines, strict=True) if not isinstance(r, openai.OpenAIError)]
+        answers = [r for r, _ in answered]
         failed = [r for r in replies if isinstance(r, openai.OpenAIError)]
         if failed:
             log(f"       {len(failed)} of {len(replies)} requests failed, e.g. {type(failed[0]).__name__}: {failed[0]}")
         if not answers:
             raise CuratorError(f"curator serve answered none of the {len(replies)} requests: {failed[0]}")
         counts: dict[int, int] = {}
-        tokens = 0
-        for c in answers:
+        tokens = corrections = 0
+        for c, row in answered:
             text = c.choices[0].message.content or ""
             rating = rate_answer(text)
             counts[rating] = counts.get(rating, 0) + 1
             tokens += c.usage.completion_tokens if c.usage else 0
-            _post(base + "/v1/feedback", {"trace_id": c.id, "rating": rating, "thumbs": "up" if rating >= 4 else "down"})
+            body: dict[str, Any] = {"trace_id": c.id, "rating": rating, "thumbs": "up" if rating >= 4 else "down"}
+            if rating <= 2 and row.get("correction"):
+                body["correction"] = row["correction"]
+                corrections += 1
+            _post(base + "/v1/feedback", body)
         log(f"       served {len(answers)} answers of {model} ({champion_run}) in "
             f"{seconds:.0f} s ({tokens / max(seconds, 1e-9):.1f} output tokens/s)")
-        log(f"       the scripted user rates {RATING_RULE}")
-        log("       ratings: " + ", ".join(f"{r}: {n}" for r, n in sorted(counts.items(), reverse=True)))
+        log(f"       the scripted user rates {RATING_RULE}; {CORRECTION_RULE}")
+        log("       ratings: " + ", ".join(f"{r}: {n}" for r, n in sorted(counts.items(), reverse=True))
+            + f"; corrections sent: {corrections}")
     finally:
         proc.terminate()
         try:
@@ -262,7 +274,7 @@ def serve_traffic(ws: Workspace, traffic: Path, *, limit: int | None = None, max
             proc.kill()
             proc.wait()
     return {"answers": len(answers), "failed": len(failed), "ratings": {str(k): v for k, v in sorted(counts.items())},
-            "seconds": round(seconds, 1), "output_tokens": tokens, "trace_ids": [c.id for c in answers]}
+            "corrections": corrections, "seconds": round(seconds, 1), "output_tokens": tokens, "trace_ids": [c.id for c in answers]}
 
 
 def _summary(obj: object) -> str:

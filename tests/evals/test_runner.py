@@ -73,7 +73,7 @@ def test_interrupted_evaluation_resumes_and_matches(
     with snap_ws.connect() as con:  # forget it, then evaluate again with a crash after the first chunk
         con.execute("DELETE FROM eval_results")
         con.execute("DELETE FROM evals")
-    real = runner.generate
+    real = runner.TransformersEngine.generate
     calls = {"n": 0}
 
     def flaky(*a: Any, **k: Any) -> Any:
@@ -82,12 +82,12 @@ def test_interrupted_evaluation_resumes_and_matches(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(runner, "generate", flaky)
+    monkeypatch.setattr(runner.TransformersEngine, "generate", flaky)
     with pytest.raises(KeyboardInterrupt):
         _eval(snap_ws, tiny_model_dir, limit=5, batch_size=1)  # chunks of 4
     assert len(eval_rows(snap_ws, reference.id)) == 4
     assert resolve_eval(snap_ws, reference.id).status == "running"
-    monkeypatch.setattr(runner, "generate", real)
+    monkeypatch.setattr(runner.TransformersEngine, "generate", real)
     res = _eval(snap_ws, tiny_model_dir, limit=5, batch_size=1)
     assert res.id == reference.id and res.generated == 1 and not res.cached
     assert {r.example_id: r.prediction for r in eval_rows(snap_ws, res.id)} == ref_preds  # greedy: reproducible
@@ -107,13 +107,13 @@ def test_a_later_snapshot_reuses_predictions_of_the_same_examples(
         {"role": "assistant", "content": "Open Settings, then Keys, then Rotate."}]}])
     ingest_file(snap_ws, new_test, task="support", split="test")
     s2 = create_snapshot(snap_ws, name="s2")
-    real, asked = runner.generate, []
+    real, asked = runner.TransformersEngine.generate, []
 
-    def counting(model: Any, tok: Any, prompts: list[Any], **k: Any) -> Any:
+    def counting(engine: Any, prompts: list[Any], *a: Any, **k: Any) -> Any:
         asked.append(len(prompts))
-        return real(model, tok, prompts, **k)
+        return real(engine, prompts, *a, **k)
 
-    monkeypatch.setattr(runner, "generate", counting)
+    monkeypatch.setattr(runner.TransformersEngine, "generate", counting)
     logged: list[str] = []
     again = _eval(snap_ws, tiny_model_dir, snapshot=s2.id, batch_size=2, log=logged.append)
     assert f"base on test of snapshot {s2.id}: 6 of 7 predictions reused" in logged[0]
@@ -207,6 +207,9 @@ def test_assistant_losses_match_the_model_loss(tiny_model_dir: Path) -> None:
     assert math.isclose(loss, ref, rel_tol=1e-4)
     ((alone, _),) = assistant_losses(model, tok, [conv2], batch_size=1)
     assert math.isclose(loss2, alone, rel_tol=1e-4)  # right padding does not change the loss
+    # batches are length-sorted inside: the answers still come back in input order
+    (b2, _), (b1, n1) = assistant_losses(model, tok, [conv2, conv], batch_size=2)
+    assert math.isclose(b1, loss, rel_tol=1e-4) and math.isclose(b2, loss2, rel_tol=1e-4) and n1 == n
 
 
 @pytest.mark.slow

@@ -25,14 +25,56 @@ GREEDY = GenParams(max_tokens=8, temperature=0.0)
 CPU_REFUSAL = "--engine vllm needs a CUDA GPU and this machine has none: use --engine transformers"
 
 
-def test_the_transformers_engine_is_curator_models_generate(tiny_model_dir: Path) -> None:
+def test_the_transformers_engine_decodes_with_continuous_batching_and_answers_as_generate(tiny_model_dir: Path) -> None:
+    """The default engine runs the serving engine's continuous batching (at most batch_size rows at once) and
+    gives generate's greedy answers, token counts and finish reasons; continuous=False is generate itself."""
     engine = make_engine("transformers", str(tiny_model_dir), batch_size=2)
-    assert isinstance(engine, TransformersEngine) and engine.name == "transformers"
-    outs = engine.generate(CONVS, GREEDY)
+    assert isinstance(engine, TransformersEngine) and engine.name == "transformers" and engine.continuous
+    seen: list[int] = []
+    outs = engine.generate(CONVS, GREEDY, progress=seen.append)
     model, tok = load_model(str(tiny_model_dir))
-    assert outs == generate(model, tok, CONVS, max_new_tokens=8, batch_size=2, temperature=0.0, seed=0)
+    ref = generate(model, tok, CONVS, max_new_tokens=8, batch_size=1, temperature=0.0, seed=0)
+    assert [o.text for o in outs] == [o.text for o in ref]
+    assert [o.prompt_tokens for o in outs] == [o.prompt_tokens for o in ref]
+    assert [o.finish_reason for o in outs] == [o.finish_reason for o in ref]
     assert all(isinstance(o, GenOutput) and 0 < o.output_tokens <= 8 for o in outs)
+    assert seen == [1, 1, 1]  # one progress tick per answer, as each finishes
     assert engine.generate([], GREEDY) == []
+    plain = TransformersEngine(str(tiny_model_dir), batch_size=2, continuous=False)
+    assert plain.generate(CONVS, GREEDY) == generate(model, tok, CONVS, max_new_tokens=8, batch_size=2,
+                                                     temperature=0.0, seed=0)
+
+
+def test_sampling_is_seeded_per_request_and_an_adapter_is_applied(tiny_model_dir: Path, tmp_path: Path) -> None:
+    sampled = GenParams(max_tokens=8, temperature=0.9, top_p=0.95, seed=7)
+    engine = TransformersEngine(str(tiny_model_dir), batch_size=3)
+    first = engine.generate(CONVS, sampled)
+    assert engine.generate(CONVS, sampled) == first  # same seed, same answers
+    assert engine.generate(CONVS[:1], sampled)[0] == first[0]  # whatever it is batched with
+    assert engine.generate(CONVS, GenParams(max_tokens=8, temperature=0.9, top_p=0.95, seed=8)) != first
+    # an unmerged adapter decodes through PEFT under its own name, as the merged one does
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = load_model(str(tiny_model_dir))
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    merged = TransformersEngine(str(tiny_model_dir), adapter=tmp_path / "adapter").generate(CONVS, GREEDY)
+    unmerged = TransformersEngine(str(tiny_model_dir), adapter=tmp_path / "adapter", merge=False).generate(CONVS, GREEDY)
+    base = TransformersEngine(str(tiny_model_dir)).generate(CONVS, GREEDY)
+    assert [o.text for o in unmerged] == [o.text for o in merged] != [o.text for o in base]
+
+
+def test_a_model_the_continuous_engine_cannot_run_falls_back_to_generate(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    tok = load_model(str(tiny_model_dir))[1]
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, use_sliding_window=True, sliding_window=8,
+                      max_window_layers=0)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    engine = TransformersEngine("sliding", load=lambda *a, **k: (model, tok))
+    outs = engine.generate(CONVS, GREEDY)
+    assert outs == generate(model, tok, CONVS, max_new_tokens=8, batch_size=8, temperature=0.0, seed=0)
 
 
 def test_vllm_would_see_the_prompts_and_stops_of_the_transformers_engine(tiny_model_dir: Path) -> None:

@@ -31,6 +31,17 @@ def test_served_answers_are_rated_and_reach_the_next_round(serve_ws: Path) -> No
     assert all(r[3] == RUNS["alpha"][0] for r in rows)
     by_id = {r[0]: r[1] for r in rows}
     assert sum(1 for t in out["trace_ids"] if by_id[t] is not None) == 4
+    # The tiny model never writes the support format: every answer is rated 1 and corrected with the support
+    # team's answer from traffic.jsonl, which becomes a training example and, against the served answer, a pair.
+    assert out["ratings"] == {"1": 4} and out["corrections"] == 4
+    assert any("corrections sent: 4" in line for line in lines)
+    wanted = [json.loads(line)["correction"] for line in (SEEDS / "traffic.jsonl").read_text().splitlines()[:4]]
+    with ws.connect(read_only=True) as con:
+        learned = [r[0] for r in con.execute(
+            "SELECT json_extract_string(messages, '$[#-1].content') FROM examples WHERE origin = 'feedback'").fetchall()]
+        pairs = con.execute("SELECT chosen, rejected FROM preferences").fetchall()
+    assert sorted(learned) == sorted(wanted)
+    assert sorted(c for c, _ in pairs) == sorted(wanted) and all(r and r not in wanted for _, r in pairs)
 
 
 def test_the_scripted_user_rates_the_support_format() -> None:
