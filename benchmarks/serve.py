@@ -10,7 +10,7 @@ never the test split) at once through ``AsyncOpenAI``, greedy, ``max_tokens`` fi
 1. **baseline**: a loop of one-at-a-time ``curator.models.generate`` calls (batch size 1) with adapter A set, in
    this process, on the first ``--baseline-n`` prompts (a rate, so a subset measures it);
 2. **one adapter**: all requests for A.  Targets: >= 3x the baseline's output tokens/s, >= 150 tokens/s;
-3. **two adapters**: half for A, half for B (PEFT mixed-adapter batches).  Target: wall <= 1.3x one adapter;
+3. **two adapters**: half for A, half for B (mixed batches: the stacked LoRA matrices).  Target: wall <= 1.3x one adapter;
 4. **two adapters, per-adapter batches** (``--per-adapter-batches``): the alternative, measured;
 5. **traces off** (``--no-traces``) against scenario 2, and ``--repeat`` - 1 more on/off pairs (half
    with traces off first); the ratio is the geometric mean of the pairs'.  Target: traces on <= 5 % slower;

@@ -81,7 +81,7 @@ class TransformersEngine(GenerationEngine):
     measures it against ``generate``).  Otherwise, or for a model that engine cannot run (a sliding-window
     layer), :func:`curator.models.generate`: length-sorted, left-padded batches of ``model.generate``.
     Greedy answers are the same either way up to float rounding; sampled ones draw from per-row generators
-    seeded by ``params.seed`` instead of one global seed.
+    seeded by ``params.seed`` (else by the row's place in the batch) instead of one global seed.
     ``merge``: fold the adapter into the base weights (inference only; as fast as the base model).
     ``load`` / ``generate``: stand-ins for :func:`curator.models.load_model` and
     :func:`curator.models.generate` with their signatures (a caller's own references to them).
@@ -144,11 +144,14 @@ class TransformersEngine(GenerationEngine):
             engine = Engine(model, tok, max_batch=batch_size)
         except ModelError:
             return None
-        sampling = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                                  seed=params.seed if params.seed is not None else 0)
+        # A sampled row draws from its own generator: seeded by params.seed (the same prompt and seed give the
+        # same answer in any batch), else by its place in the batch (reproducible, and different rows differ).
+        sampling = [SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                                   seed=params.seed if params.seed is not None else i) for i in range(len(conversations))]
         adapter = "evaluated" if engine.is_peft and self.adapter is not None else None
         done = (lambda _r: progress(1)) if progress is not None else None
-        reqs = [GenRequest(engine.encode(c), sampling, adapter=adapter, on_done=done) for c in conversations]
+        reqs = [GenRequest(engine.encode(c), sp, adapter=adapter, on_done=done)
+                for c, sp in zip(conversations, sampling, strict=True)]
         engine.generate_now(reqs)
         outs = []
         for r in reqs:

@@ -52,6 +52,9 @@ def test_sampling_is_seeded_per_request_and_an_adapter_is_applied(tiny_model_dir
     assert engine.generate(CONVS, sampled) == first  # same seed, same answers
     assert engine.generate(CONVS[:1], sampled)[0] == first[0]  # whatever it is batched with
     assert engine.generate(CONVS, GenParams(max_tokens=8, temperature=0.9, top_p=0.95, seed=8)) != first
+    unseeded = GenParams(max_tokens=8, temperature=0.9, top_p=0.95)  # rows seeded by their place: reproducible
+    twice = engine.generate([CONVS[0], CONVS[0]], unseeded)
+    assert engine.generate([CONVS[0], CONVS[0]], unseeded) == twice and twice[0].text != twice[1].text
     # an unmerged adapter decodes through PEFT under its own name, as the merged one does
     from peft import LoraConfig, get_peft_model
 

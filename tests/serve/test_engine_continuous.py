@@ -207,3 +207,43 @@ def test_the_prefix_cache_keeps_to_its_size_and_memory_budget() -> None:
         small.add("a", p, kv(40))
     assert small.lookup("a", prompts[0] + [7])[0] is None and small.lookup("b", prompts[2] + [7])[0] is None
     assert small.lookup("a", prompts[2] + [7])[1] == 40
+
+
+def test_stacked_lora_mixed_batches_equal_peft_mixed_batching(stack: Any) -> None:
+    """A mixed batch (two adapters and the base model) through the stacked LoRA matrices gives PEFT's own
+    mixed-batch logits, and the engine uses it."""
+    import torch
+
+    from curator.serve.engine import BASE_ADAPTER, _StackedLora
+
+    model, tok, _ = stack
+    names = [RUNS["alpha"][0], RUNS["bravo"][0], None, RUNS["alpha"][0]]
+    eng = Engine(model, tok)
+    assert eng._stack is not None and eng._stack.usable()
+    ids = [eng.encode(PROMPTS[i]) for i in range(len(names))]
+    width = max(len(x) for x in ids)
+    batch = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids])
+    attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+    with torch.no_grad():
+        want = model(input_ids=batch, attention_mask=attn, adapter_names=[n or BASE_ADAPTER for n in names]).logits
+        with eng._stack.rows(names):
+            got = model(input_ids=batch, attention_mask=attn).logits
+        alone = []
+        for i, n in enumerate(names):  # and each row as its adapter alone
+            if n is None:
+                with model.disable_adapter():
+                    alone.append(model(input_ids=batch[i : i + 1], attention_mask=attn[i : i + 1]).logits)
+            else:
+                model.set_adapter(n)
+                alone.append(model(input_ids=batch[i : i + 1], attention_mask=attn[i : i + 1]).logits)
+    last = attn.bool()
+    assert torch.allclose(got[last], want[last], atol=1e-4)
+    assert torch.allclose(got[last], torch.cat(alone)[last], atol=1e-4)
+    # outside a mixed batch the hooks add nothing: the adapter-less forward is the base model's, and an adapter
+    # row is not (the adapters change the logits this test compares)
+    with torch.no_grad(), model.disable_adapter():
+        assert torch.equal(model(input_ids=batch[2:3], attention_mask=attn[2:3]).logits, alone[2])
+        base_0 = model(input_ids=batch[0:1], attention_mask=attn[0:1]).logits
+    assert not torch.allclose(base_0[last[0:1]], alone[0][last[0:1]], atol=1e-3)
+    # a model with a LoRA variant keeps PEFT's mixed batching
+    assert _StackedLora(torch.nn.Linear(2, 2)).usable() is False

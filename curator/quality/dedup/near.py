@@ -40,6 +40,8 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 DEFAULT_WEIGHTS = (0.2, 0.8)
+#: Rows whose MinHash signatures exist at once in :func:`near_shard` (128 x 4 bytes each: 128 MB).
+SIGNATURE_ROWS = 1 << 18
 
 
 def _no_phase(name: str) -> None:
@@ -73,8 +75,16 @@ def near_shard(texts: Sequence[str], *, k: int = DEFAULT_K, num_perm: int = DEFA
     phase("shingles")
     flat, offsets = shingle_batch(texts, k)
     phase("signatures")
-    sigs = signatures_from_shingles(flat, offsets, num_perm)
-    return NearShard(flat, offsets, band_keys(sigs, bands, rows))
+    # Signatures are only a step to the band keys: made SIGNATURE_ROWS rows at a time, they never all exist
+    # at once (10M rows x 128 would be 5 GB; the keys are 0.7 GB).
+    n = offsets.size - 1
+    keys = np.empty((n, bands), dtype=np.uint64)
+    for lo in range(0, n, SIGNATURE_ROWS):
+        hi = min(n, lo + SIGNATURE_ROWS)
+        a, b = int(offsets[lo]), int(offsets[hi])
+        sigs = signatures_from_shingles(flat[a:b], offsets[lo : hi + 1] - a, num_perm)
+        keys[lo:hi] = band_keys(sigs, bands, rows)
+    return NearShard(flat, offsets, keys)
 
 
 def concat_shards(shards: Sequence[NearShard]) -> NearShard:

@@ -123,6 +123,10 @@ class Pool:
         return len(self.ids)
 
 
+#: Rows per Arrow batch when :func:`load_pool` reads the workspace.
+POOL_BATCH_ROWS = 1 << 16
+
+
 def load_pool(
     con: duckdb.DuckDBPyConnection, on: str = "conversation", include_system: bool = False, *, splits: Sequence[str] | None = None
 ) -> Pool:
@@ -132,20 +136,24 @@ def load_pool(
     where = ""
     if splits is not None:
         where = " AND coalesce(s.split, 'train') IN (" + ", ".join(f"'{s}'" for s in splits) + ")"
-    rows = con.execute(
-        f"""SELECT e.id, e.messages, e.origin, e.created_at, coalesce(s.split, 'train'), coalesce(s.pinned, false), e.task
+    reader = con.sql(
+        f"""SELECT e.id, e.messages, e.origin, e.created_at, coalesce(s.split, 'train') AS split,
+                   coalesce(s.pinned, false) AS pinned, e.task
             FROM examples e LEFT JOIN splits s ON s.example_id = e.id
             WHERE e.status = 'active'{where} ORDER BY e.created_at, e.id"""
-    ).fetchall()
-    return Pool(
-        ids=[r[0] for r in rows],
-        texts=[example_text(orjson.loads(r[1]), on, include_system) for r in rows],
-        origin=[r[2] for r in rows],
-        created=[r[3] for r in rows],
-        split=[r[4] for r in rows],
-        pinned=[bool(r[5]) for r in rows],
-        task=[r[6] for r in rows],
-    )
+    ).to_arrow_reader(POOL_BATCH_ROWS)
+    pool = Pool(ids=[], texts=[], origin=[], created=[], split=[], pinned=[], task=[])
+    # Streamed in Arrow batches: the rows as Python tuples (and the messages' JSON) never all exist at once.
+    for batch in reader:
+        cols = batch.to_pydict()
+        pool.ids.extend(cols["id"])
+        pool.texts.extend(example_text(orjson.loads(m), on, include_system) for m in cols["messages"])
+        pool.origin.extend(cols["origin"])
+        pool.created.extend(cols["created_at"])
+        pool.split.extend(cols["split"])
+        pool.pinned.extend(bool(p) for p in cols["pinned"])
+        pool.task.extend(cols["task"])
+    return pool
 
 
 def keeper_rank(pool: Pool, i: int) -> tuple[Any, ...]:

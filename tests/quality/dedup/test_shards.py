@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from curator.quality.dedup.minhash import pairs_from_keys, shingle_batch, verify_pairs_csr
+from curator.quality.dedup import near
+from curator.quality.dedup.minhash import (
+    band_keys,
+    pairs_from_keys,
+    shingle_batch,
+    signatures_from_shingles,
+    verify_pairs_csr,
+)
 from curator.quality.dedup.near import (
     concat_shards,
     near_bands,
@@ -37,13 +45,17 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def test_near_shards_bands_and_blocks_give_the_whole_answer() -> None:
+def test_near_shards_bands_and_blocks_give_the_whole_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = _texts(2_000)
     bands, rows = near_bands(0.8)
     whole = near_shard(texts, bands=bands, rows=rows)
     parts = concat_shards([near_shard(texts[lo : lo + 333], bands=bands, rows=rows) for lo in range(0, 2_000, 333)])
     assert np.array_equal(parts.flat, whole.flat) and np.array_equal(parts.offsets, whole.offsets)
     assert np.array_equal(parts.keys, whole.keys)
+    # the signatures are made in blocks of rows: the band keys are those of the whole signature matrix
+    assert np.array_equal(whole.keys, band_keys(signatures_from_shingles(whole.flat, whole.offsets), bands, rows))
+    monkeypatch.setattr(near, "SIGNATURE_ROWS", 97)
+    assert np.array_equal(near_shard(texts, bands=bands, rows=rows).keys, whole.keys)
     cands = pairs_from_keys(whole.keys)
     per_band = union_pairs([pairs_from_keys(whole.keys[:, [c]]) for c in range(bands)], len(texts))
     assert np.array_equal(per_band, cands) and len(cands) > 300
