@@ -122,8 +122,8 @@ def loaded(fn: Any) -> dict[str, Any]:
 def in_process(ws: Path, runs: dict[str, str], convs: list[list[dict[str, Any]]], max_tokens: int,
                max_batch: int) -> dict[str, Any]:
     """The engine without HTTP: as served, without the prefix cache, and in bfloat16."""
+    from curator.llm.continuous import Engine, GenRequest, SamplingParams
     from curator.models import load_model
-    from curator.serve.engine import Engine, GenRequest, SamplingParams
 
     out: dict[str, Any] = {}
     texts: dict[str, list[str]] = {}

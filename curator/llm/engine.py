@@ -74,7 +74,7 @@ class GenerationEngine(ABC):
 class TransformersEngine(GenerationEngine):
     """Generation with ``transformers`` on the CPU or one GPU.
 
-    ``continuous`` (the default): the serving engine's continuous batching (:mod:`curator.serve.engine`) runs
+    ``continuous`` (the default): the serving engine's continuous batching (:mod:`curator.llm.continuous`) runs
     the batch on the calling thread: at most ``batch_size`` rows decode at once, a finished row stops costing
     compute and the next one takes its place, over a preallocated KV cache, and a beginning shared by several
     prompts (the system prompt, a few-shot baseline's examples) is prefilled once (``benchmarks/eval_speed.py``
@@ -132,11 +132,11 @@ class TransformersEngine(GenerationEngine):
     def _generate_continuous(self, model: Any, tok: Any, conversations: Sequence[list[dict[str, Any]]],
                              params: GenParams, batch_size: int,
                              progress: Callable[[int], None] | None) -> list[GenOutput] | None:
-        """The serving engine's continuous batching (:class:`curator.serve.engine.Engine`) on this thread, at most
+        """The serving engine's continuous batching (:class:`curator.llm.continuous.Engine`) on this thread, at most
         ``batch_size`` rows decoding at once, prompts that share a beginning (a system prompt, the same few-shot
         examples) prefilling it once; None for a model it cannot run (not full attention everywhere)."""
         from curator.errors import ModelError
-        from curator.serve.engine import Engine, GenRequest, SamplingParams
+        from curator.llm.continuous import Engine, GenRequest, SamplingParams
 
         if not conversations:
             return []

@@ -2,7 +2,8 @@
 
 * :mod:`curator.serve.server` -- what is served (names -> runs -> adapters), building and running it;
 * :mod:`curator.serve.app` -- the routes (FastAPI): chat completions, models, feedback, auth and limits;
-* :mod:`curator.serve.engine` -- the CPU/CUDA batching engine over one base model and its adapters;
+* :mod:`curator.llm.continuous` -- the CPU/CUDA batching engine over one base model and its adapters (shared
+  with local generation);
 * :mod:`curator.serve.backends` -- the engine seen from the event loop;
 * :mod:`curator.serve.traces` -- the trace writer (one thread, a bounded queue, an append-only log);
 * :mod:`curator.serve.ab` -- A/B routing between two runs;

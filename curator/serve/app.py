@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from curator.feedback.tracelog import now_utc, scrub_messages, scrub_text
+from curator.llm.continuous import SamplingParams
 from curator.serve.ab import ABRoute
-from curator.serve.engine import SamplingParams
 from curator.serve.traces import TraceWriter
 
 __all__ = ["ApiError", "Backend", "Completion", "ServeConfig", "ServedModel", "create_app"]

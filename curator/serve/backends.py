@@ -1,4 +1,4 @@
-"""The local backend: :class:`curator.serve.engine.Engine` seen from the event loop.
+"""The local backend: :class:`curator.llm.continuous.Engine` seen from the event loop.
 
 The engine's callbacks run on its worker thread; here they are handed to the event loop with
 ``call_soon_threadsafe`` into one :class:`asyncio.Queue` per request, which the route reads.  Nothing
@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from curator.llm.continuous import Engine, GenRequest, SamplingParams
 from curator.serve.app import ApiError, Completion, ServedModel
-from curator.serve.engine import Engine, GenRequest, SamplingParams
 
 __all__ = ["LocalBackend"]
 

@@ -275,9 +275,9 @@ def build(ws: Workspace, opts: ServeOptions, log: Callable[[str], None] = lambda
     else:
         require("torch", "train", "curator serve --engine transformers")
         require("peft", "train", "curator serve --engine transformers")
+        from curator.llm.continuous import Engine
         from curator.models import load_model
         from curator.serve.backends import LocalBackend
-        from curator.serve.engine import Engine
 
         log(f"loading {served.base_model}" + (f" with {len(adapters)} adapter(s)" if adapters else "") + " ...")
         model, tok = load_model(served.base_model, adapters={k: str(p) for k, p in adapters.items()} or None,

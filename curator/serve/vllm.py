@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError, require
+from curator.llm.continuous import SamplingParams
 from curator.serve.app import ApiError, Completion, ServedModel
-from curator.serve.engine import SamplingParams
 
 __all__ = ["GatewayBackend", "check_vllm", "lora_rank", "vllm_command"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from serve_helpers import RUNS
 
-from curator.serve.engine import Engine, GenRequest, SamplingParams
+from curator.llm.continuous import Engine, GenRequest, SamplingParams
 
 SYSTEM = "You are the support assistant for a cloud platform. Answer in three numbered steps, never ask for passwords."
 PROMPTS = [[{"role": "system", "content": SYSTEM},
@@ -185,7 +185,7 @@ def test_serve_dtype_bfloat16_answers_as_the_bfloat16_model_does(serve_ws: Path,
 def test_the_prefix_cache_keeps_to_its_size_and_memory_budget() -> None:
     import torch
 
-    from curator.serve.engine import _PrefixCache
+    from curator.llm.continuous import _PrefixCache
 
     def kv(n: int) -> tuple[list[Any], list[Any]]:
         return [torch.zeros(1, 1, n, 1)], [torch.zeros(1, 1, n, 1)]  # 8 bytes a token
@@ -214,7 +214,7 @@ def test_stacked_lora_mixed_batches_equal_peft_mixed_batching(stack: Any) -> Non
     mixed-batch logits, and the engine uses it."""
     import torch
 
-    from curator.serve.engine import BASE_ADAPTER, _StackedLora
+    from curator.llm.continuous import BASE_ADAPTER, _StackedLora
 
     model, tok, _ = stack
     names = [RUNS["alpha"][0], RUNS["bravo"][0], None, RUNS["alpha"][0]]

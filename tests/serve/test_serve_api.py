@@ -263,8 +263,8 @@ def test_a_stalled_client_does_not_block_others(server: Server, client: openai.O
 def test_the_gateway_backend_forwards_and_streams_from_an_openai_compatible_upstream(
         server: Server, refs: dict[str, list[str]]) -> None:
     """What ``--engine vllm`` puts in front of vLLM, here in front of this server (no GPU needed)."""
+    from curator.llm.continuous import SamplingParams
     from curator.serve.app import Completion, ServedModel
-    from curator.serve.engine import SamplingParams
     from curator.serve.vllm import GatewayBackend
 
     async def run() -> list[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from serve_helpers import RUNS
 
-from curator.serve.engine import Engine, GenRequest, SamplingParams
+from curator.llm.continuous import Engine, GenRequest, SamplingParams
 
 PROMPTS = [[{"role": "user", "content": f"Customer {i}: my {t} has been broken for {i} days. Help?"}]
            for i, t in enumerate(["disk", "dns", "billing", "login", "ssh", "bucket"])]

@@ -1,5 +1,8 @@
-"""The engine of ``curator serve --engine transformers``: one base model, LoRA adapters per request,
-continuous batching over a KV cache of its own.
+"""Continuous batching over a KV cache of its own: one base model, LoRA adapters per request.
+
+The engine of ``curator serve --engine transformers`` (a worker thread fed by a queue) and of every local
+generation on the transformers engine, ``curator eval`` and the local teacher
+(:class:`curator.llm.engine.TransformersEngine` runs a batch through :meth:`Engine.generate_now`).
 
 Requests go on a queue.  One worker thread runs a decode loop: every step feeds each live row its last
 token (one forward for the whole batch), picks each row's next token, and ends the rows that are done;
