@@ -158,7 +158,7 @@ class Engine:
         self._sdpa = getattr(config, "_attn_implementation", "sdpa") == "sdpa"
         self._lanes: dict[str | None, _Lane] = {}
         self._prefixes = _PrefixCache(max(0, int(prefix_cache)))
-        self._stack = _StackedLora(model) if self.mixed else None
+        self._stack = _StackedLora.of(model) if self.mixed else None
         self.batches = 0  # admissions: prefill forwards
         self.steps = 0  # decode steps (one forward per lane)
         self.generated_tokens = 0
@@ -605,6 +605,15 @@ class _StackedLora:
     Plain LoRA on linear layers only: with a DoRA or other variant, a LoRA bias, or a non-linear LoRA
     layer, :meth:`usable` is False and the engine keeps PEFT's mixed batching.
     """
+
+    @classmethod
+    def of(cls, model: Any) -> _StackedLora:
+        """The model's one stack (kept on the model: every engine over it shares the hooks and the matrices)."""
+        stack = getattr(model, "_curator_stacked_lora", None)
+        if stack is None:
+            stack = cls(model)
+            model._curator_stacked_lora = stack
+        return stack
 
     def __init__(self, model: Any) -> None:
         self.model = model

@@ -141,7 +141,7 @@ class TransformersEngine(GenerationEngine):
         if not conversations:
             return []
         try:
-            engine = Engine(model, tok, max_batch=batch_size)
+            engine = Engine(model, tok, max_batch=batch_size, mixed=False)  # one adapter at most
         except ModelError:
             return None
         # A sampled row draws from its own generator: seeded by params.seed (the same prompt and seed give the

@@ -220,6 +220,7 @@ def test_stacked_lora_mixed_batches_equal_peft_mixed_batching(stack: Any) -> Non
     names = [RUNS["alpha"][0], RUNS["bravo"][0], None, RUNS["alpha"][0]]
     eng = Engine(model, tok)
     assert eng._stack is not None and eng._stack.usable()
+    assert Engine(model, tok)._stack is eng._stack  # one stack (and one set of hooks) per model
     ids = [eng.encode(PROMPTS[i]) for i in range(len(names))]
     width = max(len(x) for x in ids)
     batch = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids])

@@ -143,16 +143,18 @@ def load_pool(
             WHERE e.status = 'active'{where} ORDER BY e.created_at, e.id"""
     ).to_arrow_reader(POOL_BATCH_ROWS)
     pool = Pool(ids=[], texts=[], origin=[], created=[], split=[], pinned=[], task=[])
-    # Streamed in Arrow batches: the rows as Python tuples (and the messages' JSON) never all exist at once.
+    # Streamed in Arrow batches: the rows as Python tuples (and the messages' JSON) never all exist at once;
+    # the few distinct origins, splits and tasks are one string object each, not one per row.
+    shared: dict[str, str] = {}
     for batch in reader:
         cols = batch.to_pydict()
         pool.ids.extend(cols["id"])
         pool.texts.extend(example_text(orjson.loads(m), on, include_system) for m in cols["messages"])
-        pool.origin.extend(cols["origin"])
+        pool.origin.extend(shared.setdefault(v, v) for v in cols["origin"])
         pool.created.extend(cols["created_at"])
-        pool.split.extend(cols["split"])
+        pool.split.extend(shared.setdefault(v, v) for v in cols["split"])
         pool.pinned.extend(bool(p) for p in cols["pinned"])
-        pool.task.extend(cols["task"])
+        pool.task.extend(shared.setdefault(v, v) for v in cols["task"])
     return pool
 
 
