@@ -246,5 +246,5 @@ def test_stacked_lora_mixed_batches_equal_peft_mixed_batching(stack: Any) -> Non
         assert torch.equal(model(input_ids=batch[2:3], attention_mask=attn[2:3]).logits, alone[2])
         base_0 = model(input_ids=batch[0:1], attention_mask=attn[0:1]).logits
     assert not torch.allclose(base_0[last[0:1]], alone[0][last[0:1]], atol=1e-3)
-    # a model with a LoRA variant keeps PEFT's mixed batching
+    # a model without LoRA layers has nothing to stack (the engine then keeps PEFT's mixed batching)
     assert _StackedLora(torch.nn.Linear(2, 2)).usable() is False
