@@ -24,7 +24,8 @@ that has finished stops costing compute at once.
   columns and prefills only the rest.  The KV of a token depends only on the tokens before it and on the
   adapter, so the answer is the same (up to float rounding).
 * **adapters**: with ``mixed=True`` (the default) one batch holds rows for different adapters and the base
-  model, through PEFT's mixed-adapter batching (``adapter_names=[...]``, ``"__base__"`` for no adapter).
+  model, through the adapters' stacked LoRA matrices (:class:`_StackedLora`), or PEFT's mixed-adapter
+  batching (``adapter_names=[...]``, ``"__base__"`` for no adapter) for adapters those cannot hold.
   With ``mixed=False`` every adapter has its own batch (its own cache), and a step runs one forward per
   adapter (``set_adapter`` / ``disable_adapter``).  ``benchmarks/serve.py`` measures the two.
 * **sampling per row**: every request keeps its own ``temperature``, ``top_p`` and ``seed`` inside a shared
@@ -617,7 +618,7 @@ class _StackedLora:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self._layers: list[Any] | None = None
+        self._hooked: set[int] = set()  # ids of the LoRA layers that carry the hook
         self._weights: dict[int, tuple[Any, Any]] = {}
         self._columns: dict[str, tuple[int, int]] = {}
         self._width = 0
@@ -670,10 +671,10 @@ class _StackedLora:
                         a[c0:c1] = m.lora_A[name].weight.to(a.dtype)
                         b[:, c0:c1] = m.lora_B[name].weight.to(b.dtype) * m.scaling[name]
                 self._weights[id(m)] = (a, b)
-        if self._layers is None:
-            for m in layers:
+        for m in layers:  # an adapter added later may bring LoRA layers of its own
+            if id(m) not in self._hooked:
                 m.register_forward_hook(self._hook)
-            self._layers = layers
+                self._hooked.add(id(m))
         self._columns, self._width = columns, width
         return True
 

@@ -248,3 +248,29 @@ def test_stacked_lora_mixed_batches_equal_peft_mixed_batching(stack: Any) -> Non
     assert not torch.allclose(base_0[last[0:1]], alone[0][last[0:1]], atol=1e-3)
     # a model without LoRA layers has nothing to stack (the engine then keeps PEFT's mixed batching)
     assert _StackedLora(torch.nn.Linear(2, 2)).usable() is False
+
+
+def test_an_adapter_added_later_on_other_layers_joins_the_stack(tiny_model_dir: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from curator.llm.continuous import _StackedLora
+    from curator.models import load_model
+
+    base, tok = load_model(str(tiny_model_dir))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False), adapter_name="a")
+    stack = _StackedLora.of(model)
+    assert stack.usable()
+    model.add_adapter("b", LoraConfig(r=4, target_modules=["v_proj"], init_lora_weights=False))  # new LoRA layers
+    model.eval()
+    stack.invalidate()
+    assert stack.usable()
+    ids = torch.tensor([tok("Where are my invoices?", add_special_tokens=False)["input_ids"]] * 2)
+    with torch.no_grad():
+        with stack.rows(["a", "b"]):
+            got = model(input_ids=ids).logits
+        alone = []
+        for name in ("a", "b"):
+            model.set_adapter(name)
+            alone.append(model(input_ids=ids[:1]).logits)
+    assert torch.allclose(got, torch.cat(alone), atol=1e-4)
