@@ -30,6 +30,7 @@ model.  Results are stored chunk by chunk, so an interrupted evaluation resumes 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -409,6 +410,8 @@ def assistant_losses(
 
     encoded = answer_token_ids(tokenizer, conversations, max_length=max_length)
     dev = next(model.parameters()).device
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # Length-sorted batches of at most LOSS_BATCH rows: little padding (a padded token costs a full token's
     # compute), and the batch still fills the cores.
@@ -428,13 +431,12 @@ def assistant_losses(
             labels[i, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:], dtype=torch.long)
         # Logits only where an answer token is predicted: from the earliest answer of the batch on (the
         # vocabulary projection and its softmax are a fifth of SmolLM2's compute per token, and most of its memory).
-        first = min(n_prompt for _, n_prompt in batch) - 1
+        # (A prompt cut by max_length leaves no answer: at least the last position is kept.)
+        first = min(min(n_prompt for _, n_prompt in batch) - 1, width - 1)
         keep = width - first
+        kwargs = {"logits_to_keep": keep} if keeps_logits else {}
         with torch.no_grad():
-            try:
-                logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), logits_to_keep=keep).logits
-            except TypeError:  # a model class without logits_to_keep
-                logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev)).logits
+            logits = model(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), **kwargs).logits
             logits = logits[:, -keep:, :].float()
         # logits[:, j] predicts the token at position first + j + 1; the last one predicts nothing.
         shift_logits = logits[:, :-1, :]

@@ -210,6 +210,9 @@ def test_assistant_losses_match_the_model_loss(tiny_model_dir: Path) -> None:
     # batches are length-sorted inside: the answers still come back in input order
     (b2, _), (b1, n1) = assistant_losses(model, tok, [conv2, conv], batch_size=2)
     assert math.isclose(b1, loss, rel_tol=1e-4) and math.isclose(b2, loss2, rel_tol=1e-4) and n1 == n
+    # a prompt cut by max_length leaves no answer token to score (and the batch still runs)
+    ((cut, n_cut),) = assistant_losses(model, tok, [conv], batch_size=1, max_length=len(p) - 3)
+    assert math.isnan(cut) and n_cut == 0
 
 
 @pytest.mark.slow
