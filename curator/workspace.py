@@ -41,6 +41,12 @@ DB_NAME = "curator.duckdb"
 ENV_VAR = "CURATOR_WORKSPACE"
 LOCK_WAIT_ENV = "CURATOR_LOCK_WAIT"
 DEFAULT_LOCK_WAIT = 2.0
+MEMORY_LIMIT_ENV = "CURATOR_MEMORY_LIMIT"
+#: DuckDB's own memory (its buffer pool: sorts, joins, aggregates, inserts) per connection; past it,
+#: DuckDB spills to ``curator.duckdb.tmp`` next to the workspace file.  DuckDB's default is 80 % of RAM,
+#: which lets one large ingest or snapshot take most of a laptop's memory.  Python's own objects (a
+#: dedup pool, a leakage index) are on top of it.
+DEFAULT_MEMORY_LIMIT = "4GB"
 #: Rows per storage row group of the workspace file (DuckDB's default is 122,880).  DuckDB compresses
 #: and writes a bulk insert while it runs, on all cores, once it fills a row group; rows that do not
 #: fill one wait in the write-ahead log and are compressed by a single thread at commit.  With the
@@ -75,6 +81,14 @@ def lock_wait() -> float:
     except ValueError:
         value = DEFAULT_LOCK_WAIT
     return value if math.isfinite(value) and value >= 0 else DEFAULT_LOCK_WAIT
+
+
+def memory_limit() -> str:
+    """DuckDB's ``memory_limit`` for workspace connections: ``CURATOR_MEMORY_LIMIT`` (``4GB``, ``512MB``, ``50%``), default 4GB."""
+    value = (os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(%|[KMGT]i?B)", value, re.IGNORECASE):
+        raise WorkspaceError(f"{MEMORY_LIMIT_ENV}={value!r} is not a size (write it like 4GB, 512MB or 50%)")
+    return value
 
 
 def default_workspace_path() -> Path:
@@ -234,6 +248,7 @@ def _attach(db_path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         # Spill files next to the workspace file, as a connection opened on the file would put them
         # (an in-memory default database would use ./.tmp in the current directory).
         con.execute(f"SET temp_directory = '{path}.tmp'")
+        con.execute(f"SET memory_limit = '{memory_limit()}'")
     except BaseException:
         con.close()
         raise

@@ -312,3 +312,21 @@ def test_traces_commands_import_the_logs_from_a_read_only_workspace(ws, tmp_path
     res = CliRunner().invoke(main, ["-w", str(ws.path), "traces", "list", "--json"])
     assert res.exit_code == 0, res.output
     assert [t["id"] for t in json.loads(res.stdout)] == ["t1"]
+
+
+def test_memory_limit_caps_duckdb_and_reads_the_environment(tmp_path, monkeypatch):
+    from curator.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    monkeypatch.delenv("CURATOR_MEMORY_LIMIT", raising=False)
+    with ws.connect() as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "3.7 GiB"  # 4GB
+    monkeypatch.setenv("CURATOR_MEMORY_LIMIT", "512MB")
+    with ws.connect() as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "488.2 MiB"
+    monkeypatch.setenv("CURATOR_MEMORY_LIMIT", "lots")
+    from curator.errors import CuratorError
+
+    with pytest.raises(CuratorError, match="CURATOR_MEMORY_LIMIT='lots' is not a size"):
+        with ws.connect():
+            pass
