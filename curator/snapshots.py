@@ -64,7 +64,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curator import __version__
-from curator.data.exchange import EXPORT_SPLIT_NAMES, export_table, openai_record
+from curator.data.exchange import EXPORT_SPLIT_NAMES, export_schema, export_table, openai_record
 from curator.data.splits import SPLITS
 from curator.errors import IntegrityError, SnapshotError, WorkspaceError, require
 from curator.quality.leakage import leakage_gate
@@ -271,11 +271,8 @@ def create_snapshot(
     if name is not None:
         _check_name(name)
     with ws.connect() as con:
-        members = con.execute(
-            """SELECT e.id, s.split FROM examples e JOIN splits s ON s.example_id = e.id
-               WHERE e.status = 'active' ORDER BY e.id"""
-        ).fetchall()
-        if not members:
+        content = _members_sha256(con)
+        if content is None:
             raise SnapshotError("no active examples to snapshot: run `curator ingest FILE` first")
         gate, refusal = review_gate(con, require_review=require_review, review_sample=review_sample,
                                     min_acceptance=min_acceptance)
@@ -283,9 +280,8 @@ def create_snapshot(
             raise SnapshotError(refusal)
         from curator.feedback.preferences import snapshot_digest  # "" when there are no preference pairs
 
-        digest = hashlib.sha256(
-            ("\n".join(f"{i}\t{s}" for i, s in members) + snapshot_digest(con)).encode()
-        ).hexdigest()
+        content.update(snapshot_digest(con).encode())
+        digest = content.hexdigest()
         sid = digest[:16]
         existing = _first(_snapshots(ws, con, "WHERE id = ?", [sid]))
         if name is not None:
@@ -362,6 +358,27 @@ def create_snapshot(
         snap.created = True
         snap.review_gate = gate
         return snap
+
+
+#: Rows per Arrow batch where a snapshot's rows are streamed (its content hash, the exports).
+BATCH_ROWS = 65_536
+
+
+def _members_sha256(con: duckdb.DuckDBPyConnection) -> Any:
+    """sha256 of ``id TAB split`` of the active examples, one per line in id order (no final newline),
+    fed a batch at a time; ``None`` when there are none.  The snapshot id is the start of its digest."""
+    reader = con.sql(
+        """SELECT e.id || chr(9) || s.split FROM examples e JOIN splits s ON s.example_id = e.id
+           WHERE e.status = 'active' ORDER BY e.id"""
+    ).to_arrow_reader(BATCH_ROWS)
+    h = hashlib.sha256()
+    n = 0
+    for batch in reader:
+        lines = batch.column(0).to_pylist()
+        if lines:
+            h.update((("\n" if n else "") + "\n".join(lines)).encode())
+            n += len(lines)
+    return h if n else None
 
 
 def _remove(path: Path) -> None:
@@ -673,19 +690,36 @@ def _staging(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_openai(rows: list[dict[str, Any]], dst: Path, messages_only: bool) -> None:
+def _write_openai(path: Path, dst: Path, messages_only: bool) -> None:
     with dst.open("w", encoding="utf-8") as f:
+        for rows in _row_batches(path):
+            f.write("".join(json.dumps(openai_record(r["messages"], json.loads(r["meta"]) if r["meta"] else {},
+                                                     task=r["task"], messages_only=messages_only),
+                                       ensure_ascii=False) + "\n" for r in rows))
+
+
+def _row_batches(path: Path) -> Iterator[list[dict[str, Any]]]:
+    """A snapshot split file's rows, :data:`BATCH_ROWS` at a time, with ``messages`` decoded and ``meta`` kept
+    as its stored JSON text: an export holds one batch, not the split."""
+    for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS):
+        rows = batch.to_pylist()
         for r in rows:
-            rec = openai_record(r["messages"], r["meta"], task=r["task"], messages_only=messages_only)
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            r["messages"] = json.loads(r["messages"])
+        yield rows
 
 
 def _export_rows(path: Path) -> list[dict[str, Any]]:
     """A snapshot split file's rows with ``messages`` decoded and ``meta`` kept as its stored JSON text."""
-    rows = pq.read_table(path).to_pylist()
-    for r in rows:
-        r["messages"] = json.loads(r["messages"])
-    return rows
+    return [r for rows in _row_batches(path) for r in rows]
+
+
+def _write_parquet(path: Path, dst: Path, split: str, snapshot_id: str) -> None:
+    """The export layout of one split, written a batch at a time."""
+    schema = export_schema(with_split=True)
+    schema = schema.with_metadata({**(schema.metadata or {}), b"curator.snapshot": snapshot_id.encode()})
+    with pq.ParquetWriter(dst, schema) as writer:
+        for rows in _row_batches(path):
+            writer.write_table(export_table(rows, split=split).replace_schema_metadata(schema.metadata))
 
 
 def _export_plan(snap: Snapshot, manifest: dict[str, Any], fmt: str, split: str | None
@@ -776,13 +810,9 @@ def export_snapshot(
             _stage_hf(snap, manifest, entries, stage)
         for s, n in entries.items():
             if fmt == "openai":
-                _write_openai(_decode(pq.read_table(_split_file(snap, manifest, s)).to_pylist()), stage / n,
-                              messages_only)
+                _write_openai(_split_file(snap, manifest, s), stage / n, messages_only)
             elif fmt == "parquet":
-                table = export_table(_export_rows(_split_file(snap, manifest, s)), split=s)
-                table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                                       b"curator.snapshot": snap.id.encode()})
-                pq.write_table(table, stage / n)
+                _write_parquet(_split_file(snap, manifest, s), stage / n, s, snap.id)
             elif fmt in _PAIR_STYLE:
                 from curator.feedback.preferences import write_pairs_jsonl
 

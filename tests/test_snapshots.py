@@ -446,3 +446,31 @@ def test_export_removes_staging_folders_of_killed_exports(filled, tmp_path: Path
     res = export_snapshot(filled, snap.id, "openai", out, split="validation")
     assert not stale.exists() and list(res["files"]) == ["eval"]
     assert sorted(p.name for p in out.iterdir()) == [".curator-export.json", "eval.jsonl"]
+
+
+def test_content_hash_and_exports_stream_in_batches(filled, tmp_path: Path, monkeypatch) -> None:
+    """Batches of 3 rows give the same snapshot id (the sha256 of every ``id TAB split`` line) and byte-identical
+    JSON Lines / row-identical Parquet exports as one batch holding the whole split."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    import curator.snapshots as snapshots
+
+    with filled.connect() as con:
+        members = con.execute("SELECT e.id, s.split FROM examples e JOIN splits s ON s.example_id = e.id "
+                              "WHERE e.status = 'active' ORDER BY e.id").fetchall()
+    whole = hashlib.sha256("\n".join(f"{i}\t{s}" for i, s in members).encode()).hexdigest()
+    monkeypatch.setattr(snapshots, "BATCH_ROWS", 3)
+    snap = create_snapshot(filled, name="small-batches")
+    assert snap.id == whole[:16]
+    export_snapshot(filled, snap.id, "openai", tmp_path / "small")
+    export_snapshot(filled, snap.id, "parquet", tmp_path / "small")
+    monkeypatch.setattr(snapshots, "BATCH_ROWS", 1 << 16)
+    export_snapshot(filled, snap.id, "openai", tmp_path / "big")
+    export_snapshot(filled, snap.id, "parquet", tmp_path / "big")
+    for name in ("train.jsonl", "eval.jsonl", "test.jsonl"):
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "big" / name).read_bytes()
+    small, big = pq.read_table(tmp_path / "small" / "train.parquet"), pq.read_table(tmp_path / "big" / "train.parquet")
+    assert small.num_rows > 6 and small.equals(big) and small.schema.metadata == big.schema.metadata
+    assert pq.ParquetFile(tmp_path / "small" / "train.parquet").metadata.num_row_groups > 1
