@@ -33,6 +33,11 @@ Pipeline (:func:`near_duplicate_pairs`)
 5. **Verify.** Candidates are kept only if the exact Jaccard of their shingle sets reaches the
    threshold, so reported pairs carry true scores, not estimates.
 
+Steps 1-3 have a second implementation for large batches (:data:`kernels.MIN_TEXTS` texts or more):
+one numba-compiled loop per text, on every core (:mod:`curator.quality.dedup.kernels`). It gives the
+same shingle sets and signatures, bit for bit; the numpy code here is the reference, the path for
+small batches and the path where numba is missing.
+
 Default shingle size ``k = 2`` (:data:`DEFAULT_K`)
 --------------------------------------------------
 Fine-tuning texts are short (Alpaca: median 47 words, 5th percentile 13), and each edit
@@ -69,6 +74,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curator.quality.dedup import kernels
 from curator.quality.fold import DELETE, SPACE, char_classes
 
 __all__ = [
@@ -101,6 +107,8 @@ _M1 = _U64(0xFF51AFD7ED558CCD)
 _M2 = _U64(0xC4CEB9FE1A85EC53)
 _PRIME = _U64(0x9E3779B97F4A7C15)  # odd golden-ratio constant used as the combining multiplier
 _EMPTY_SEED = _U64(0x243F6A8885A308D3)
+#: ``[PRIME, EMPTY_SEED, M1, M2]``, what the compiled shingler takes.
+_CONSTANTS = np.array([_PRIME, _EMPTY_SEED, _M1, _M2], dtype=np.uint64)
 _TABLE_POSITIONS = 256
 _TABLE_SEED = 0x5EED_C0DE
 _BATCH_BYTES = 1 << 21  # ~2 M characters per internal batch (bounds temporaries, cache-friendlier)
@@ -145,6 +153,14 @@ def _ascii_fold_table() -> tuple[bytes, bytes]:
     return table, bytes(b for b in range(128) if cls[b] == DELETE)
 
 
+def _join(texts: Sequence[str]) -> str:
+    """The texts joined by NUL; a NUL inside a text becomes a space (as in :func:`curator.quality.fold.fold`)."""
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != len(texts) - 1:
+        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    return joined
+
+
 def _fold_join(texts: Sequence[str]) -> np.ndarray:
     """Fold ``texts`` like :func:`curator.quality.fold.fold`; return one UTF-8 byte array, NUL-separated.
 
@@ -156,9 +172,7 @@ def _fold_join(texts: Sequence[str]) -> np.ndarray:
     points (:func:`curator.quality.fold.char_classes`): ``str.translate`` with a dict table is
     slow on non-ASCII strings.
     """
-    joined = "\x00".join(texts)
-    if joined.count("\x00") != len(texts) - 1:
-        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    joined = _join(texts)
     if joined.isascii():
         table, delete = _ascii_fold_table()
         return np.frombuffer(joined.lower().encode("ascii").translate(table, delete), dtype=np.uint8)
@@ -338,10 +352,13 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
     lengths = np.fromiter(map(len, ordered), dtype=np.int64, count=n)
     flats: list[np.ndarray] = []
     counts: list[np.ndarray] = []
+    compiled = n >= kernels.MIN_TEXTS and kernels.available()
     for lo, hi in _batches(lengths, _BATCH_BYTES):
-        buf = _fold_join(ordered[lo:hi])
-        wh, per_text = _word_hashes(buf, hi - lo)
-        flat, off = _shingles_from_words(wh, per_text, k)
+        if compiled:  # the same sets, from numba loops (see curator.quality.dedup.kernels)
+            flat, off = kernels.shingles(_join(ordered[lo:hi]), hi - lo, char_classes(), _byte_table(), _CONSTANTS, k)
+        else:
+            wh, per_text = _word_hashes(_fold_join(ordered[lo:hi]), hi - lo)
+            flat, off = _shingles_from_words(wh, per_text, k)
         flats.append(flat)
         counts.append(np.diff(off))
     flat_sorted = np.concatenate(flats) if flats else np.empty(0, dtype=np.uint32)
@@ -403,6 +420,8 @@ def signatures_from_shingles(
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     n = lengths.size
+    if n >= kernels.MIN_TEXTS and kernels.available():
+        return kernels.signatures(flat, offsets, a, b)
     result = np.empty((n, num_perm), dtype=np.uint32)
     if n == 0:
         return result
