@@ -98,7 +98,7 @@ def text_shingles(cps: Any, bounds: Any, slot_off: Any, cls: Any, table: Any, co
                 s += v
                 p += 1
         if nw >= ki:
-            m = nw - ki + 1
+            m = int(nw - ki + 1)
             for j in range(m):
                 h = seed
                 for q in range(ki):
