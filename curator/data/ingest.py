@@ -4,21 +4,25 @@ One transaction per file: either every good row of the file is stored, or nothin
 ``skip_invalid`` the first bad row rejects the whole file with ``FILE:LINE: what is wrong``; with
 it, good rows are stored and every skipped line is reported with its reason.
 
-Large JSON Lines files are converted by two worker processes (one per core), each on its own
-byte range; the result is the same as the sequential path, row for row.
+Large JSON Lines files are converted by worker processes (one per core, up to four), each on its own
+byte range, a chunk of rows at a time into a Parquet file; DuckDB reads those files for the in-file
+repeat check and the insert, so no process holds the whole file's rows.  The result is the same as
+the sequential path, row for row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.abc
+import itertools
 import logging
 import multiprocessing as mp
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +48,8 @@ __all__ = ["ORIGINS", "Columns", "IngestReport", "ingest_file", "store_examples"
 ORIGINS = ("import", "seed", "synthetic", "feedback")
 #: JSON Lines files larger than this are converted by worker processes.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+#: Rows a conversion worker holds at a time (its memory is about one chunk: ~100 MB of short chats).
+CHUNK_ROWS = 100_000
 #: Files at least this large (seconds of work) get a start and an end line at INFO; smaller ones at DEBUG.
 ANNOUNCE_MIN_BYTES = PARALLEL_MIN_BYTES
 
@@ -265,41 +271,56 @@ class _NoPandas(importlib.abc.MetaPathFinder):
 
 
 def _convert_range(args: tuple[str, int, int, int, str, _Ctx, bool, tuple[float, float, float], str]
-                   ) -> tuple[str, list[BadRow], int]:
-    """Worker: convert one byte range and write it as an Arrow IPC file (cheaper than pickling the rows back)."""
+                   ) -> tuple[str, int, list[BadRow], int]:
+    """Worker: convert one byte range, a chunk of rows at a time, into a Parquet file.
+
+    Returns (the file, rows written, bad rows, rows read).  The worker holds one chunk
+    (:data:`CHUNK_ROWS`) at a time; with ``stop`` it ends at its first bad row, as :func:`_convert` does.
+    """
+    import pyarrow.parquet as pq
+
     path, start, end, first_line, shape, ctx, stop, ratios, out = args
     # pyarrow imports pandas on its first Python-to-Arrow conversion (0.25 s of CPU, measured) to ask
     # whether the input is a pandas object; it never is here, and this process ends after this range.
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _NoPandas())
-    cols, bad, n = _convert_lines(path, start, end, first_line, shape, ctx, stop)
-    table = cols.to_arrow(ratios)
-    with pa.OSFile(out, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return out, bad, n
+    rows = iter(_range_rows(path, start, end, first_line, shape))
+    bad: list[BadRow] = []
+    n = written = 0
+    # Snappy: the file is read once, by DuckDB on this machine; dictionaries only where values repeat.
+    with pq.ParquetWriter(out, _SCHEMA, compression="snappy",
+                          use_dictionary=["task", "origin", "source", "pin", "hashed"]) as writer:
+        while True:
+            cols, b, k = _convert(itertools.islice(rows, CHUNK_ROWS), ctx, stop)
+            n += k
+            bad.extend(b)
+            if stop and b:  # the file is rejected: nothing of it is read
+                break
+            if len(cols):
+                writer.write_table(cols.to_arrow(ratios))
+                written += len(cols)
+            if k < CHUNK_ROWS:
+                break
+    return out, written, bad, n
 
 
-def _convert_lines(path: str, start: int, end: int, first_line: int, shape: str, ctx: _Ctx, stop: bool
-                   ) -> tuple[Columns, list[BadRow], int]:
+def _range_rows(path: str, start: int, end: int, first_line: int, shape: str) -> Iterator[Row | BadRow]:
+    """The rows (and bad rows) of the lines in bytes ``start`` to ``end`` of a JSON Lines file."""
     mod = SHAPES[shape]
-
-    def rows() -> Iterable[Row | BadRow]:
-        with open(path, "rb") as f:
-            f.seek(start)
-            for n, raw in iter_raw_lines(f, first_line, end - start):
-                if isinstance(raw, RowError):
-                    yield BadRow(n, str(raw))
-                    continue
-                if raw.isspace():
-                    continue
-                try:
-                    rec = loads_line(raw)
-                except RowError as e:
-                    yield BadRow(n, str(e))
-                    continue
-                yield from _shape_row(mod, n, rec)
-
-    return _convert(rows(), ctx, stop)
+    with open(path, "rb") as f:
+        f.seek(start)
+        for n, raw in iter_raw_lines(f, first_line, end - start):
+            if isinstance(raw, RowError):
+                yield BadRow(n, str(raw))
+                continue
+            if raw.isspace():
+                continue
+            try:
+                rec = loads_line(raw)
+            except RowError as e:
+                yield BadRow(n, str(e))
+                continue
+            yield from _shape_row(mod, n, rec)
 
 
 def _shape_row(mod: Any, n: int, rec: Any) -> Iterable[Row | BadRow]:
@@ -316,28 +337,133 @@ def _shape_row(mod: Any, n: int, rec: Any) -> Iterable[Row | BadRow]:
         yield Row(n, messages, meta)
 
 
+@contextlib.contextmanager
 def _convert_parallel(path: Path, src: Source, ctx: _Ctx, ratios: tuple[float, float, float], stop: bool,
-                      tmp_root: Path) -> tuple[pa.Table, list[BadRow], int]:
-    """Convert a large JSON Lines file in worker processes, one byte range each; rows in file order.
+                      tmp_root: Path) -> Iterator[tuple[list[tuple[str, int]], list[BadRow], int]]:
+    """Convert a large JSON Lines file in worker processes, one byte range each.
 
-    The workers' Arrow files go to ``tmp_root/curator-ingest-PID-*`` (the workspace's ``tmp`` folder), removed
-    at the end; after a kill -9 the next writer of the workspace removes it (:func:`curator.workspace.sweep_stale_temp`).
-    The workers end with this process, even when it is killed.
+    Yields (the workers' Parquet files that hold rows, in file order, with their numbers of rows; bad
+    rows; rows read).  The files stay until the block ends: they go to ``tmp_root/curator-ingest-PID-*``
+    (the workspace's ``tmp`` folder), removed at the end; after a kill -9 the next writer of the workspace
+    removes it (:func:`curator.workspace.sweep_stale_temp`).  The workers end with this process, even when
+    it is killed.
     """
     parts = min(os.cpu_count() or 2, 4)
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"curator-ingest-{os.getpid()}-", dir=tmp_root) as tmp:
-        jobs = [(str(path), a, b, line, src.format, ctx, stop, ratios, os.path.join(tmp, f"part{i}.arrow"))
+        jobs = [(str(path), a, b, line, src.format, ctx, stop, ratios, os.path.join(tmp, f"part{i:03d}.parquet"))
                 for i, (a, b, line) in enumerate(_split_ranges(path, parts))]
         with mp.get_context("fork").Pool(parts, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             results = pool.map(_convert_range, jobs)
-        tables, bad, n = [], [], 0
-        for out, b, k in results:
-            with pa.OSFile(out) as source:  # read into memory this process owns (the files go with tmp)
-                tables.append(pa.ipc.open_file(source).read_all())
+        files: list[tuple[str, int]] = []
+        bad: list[BadRow] = []
+        n = 0
+        for out, written, b, k in results:
+            if written:
+                files.append((out, written))
             bad.extend(b)
             n += k
-    return pa.concat_tables(tables), bad, n
+        yield files, bad, n
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class _Parts:
+    """The workers' Parquet files, read by DuckDB as one sequence of rows in file order.
+
+    ``pos`` numbers the rows of all the files in order (0 to ``rows - 1``).  DuckDB keeps the order of a
+    scan through ``WHERE`` but not through a join, so the rows left out of the insert (later copies of an
+    id, examples already stored) are left out by position: a bitmap of the rows to keep in a session
+    variable (``get_bit``), one bit per row.
+    """
+
+    DROP, KEEP = "curator_ingest_drop", "curator_ingest_keep"
+
+    def __init__(self, files: list[tuple[str, int]]) -> None:
+        self.rows = sum(k for _, k in files)
+        offsets = list(itertools.accumulate((k for _, k in files), initial=0))[:-1]
+        names = ", ".join(_sql_str(f) for f, _ in files)
+        start = "CASE file_index " + " ".join(f"WHEN {i} THEN {o}" for i, o in enumerate(offsets)) + " END"
+        self.scan = (f"(SELECT *, file_row_number + {start} AS pos "
+                     f"FROM read_parquet([{names}], file_row_number = true))")
+
+    def bits(self, con: duckdb.DuckDBPyConnection, name: str, positions: str) -> None:
+        """Session variable ``name``: the bitmap of the positions that the query ``positions`` returns."""
+        con.execute(f"SET VARIABLE {name} = (SELECT bitstring_agg(pos, 0, {self.rows - 1}) FROM ({positions}))")
+
+    def where(self, name: str, bit: int) -> str:
+        return f"get_bit(getvariable('{name}'), pos::INTEGER) = {bit}"
+
+    def drop_repeats(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Mark the later copies of each example id (bitmap ``DROP``); returns how many there are.
+
+        What :func:`_first_of_each_id` does to an Arrow table, on the ids only.  Every row of a JSON Lines
+        file has the file's pin (a dataset split comes only with Hugging Face datasets, converted in this
+        process), so the first row of an id already has the most held-out pin of its repeats.
+        """
+        # The temporary tables are made inside the caller's transaction: a rollback removes them too.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _repeated AS SELECT id FROM {self.scan} GROUP BY id "
+                    "HAVING count(*) > 1")
+        if not con.execute("SELECT count(*) FROM _repeated").fetchall()[0][0]:
+            con.execute("DROP TABLE _repeated")
+            return 0
+        later = f"""SELECT pos, row_number() OVER (PARTITION BY id ORDER BY pos) AS nth,
+                           count(DISTINCT coalesce(pin, '')) OVER (PARTITION BY id) AS pins
+                    FROM {self.scan} p SEMI JOIN _repeated r ON r.id = p.id"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _later AS SELECT pos, pins FROM ({later}) WHERE nth > 1")
+        dropped, pins = con.execute("SELECT count(*), max(pins) FROM _later").fetchall()[0]
+        if pins > 1:  # cannot happen (see above): the kept row's pin would have to be raised
+            raise AssertionError("repeated rows of one JSON Lines file with different pins")
+        self.bits(con, self.DROP, "SELECT pos FROM _later")
+        con.execute("DROP TABLE _later")
+        con.execute("DROP TABLE _repeated")
+        return int(dropped)
+
+    def store(self, con: duckdb.DuckDBPyConnection, dropped: int) -> tuple[int, dict[str, int]]:
+        """:func:`store_examples` of the rows (less the ``dropped`` later copies), in file order.
+
+        Nothing of the rows is held here: the new rows are a ``WHERE`` on the files (bitmap ``DROP``, or
+        ``KEEP`` when the workspace already holds examples), read once for the keys and once for the insert.
+        """
+        rows = f"SELECT id, group_key, pin, hashed, pos FROM {self.scan}"
+        where = self.where(self.DROP, 0) if dropped else None
+        fresh = not con.execute("SELECT count(*) FROM (SELECT 1 FROM examples LIMIT 1)").fetchall()[0][0]
+        if fresh:
+            added = self.rows - dropped
+        else:  # the rows not stored yet, by position (an anti join does not keep the order of the files)
+            first = rows + (f" WHERE {where}" if where else "")
+            self.bits(con, self.KEEP, f"SELECT k.pos FROM ({first}) k ANTI JOIN examples e ON e.id = k.id")
+            added = con.execute(f"SELECT coalesce(bit_count(getvariable('{self.KEEP}')), 0)").fetchall()[0][0]
+            where = self.where(self.KEEP, 1)
+        if not added:
+            return 0, {}
+        where = f" WHERE {where}" if where and added < self.rows else ""
+        columns = "id, messages, task, origin, source, parent_id, meta, group_key"
+        con.execute(f"INSERT INTO examples ({columns}) SELECT {columns} FROM {self.scan}{where}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {rows}{where}")
+        if fresh:  # no stored group to join: the split is the pin, else the hash (what _assign_splits gives)
+            split = "coalesce(pin, hashed)"
+            con.execute(f"INSERT INTO splits (example_id, split, pinned) SELECT id, {split}, pin IS NOT NULL FROM _new")
+            counts = con.execute(f"SELECT {split}, count(*) FROM _new GROUP BY 1").fetchall()
+            result = int(added), {s: int(c) for s, c in counts}
+        else:
+            result = _assign_splits(con, "n.pos")
+        con.execute("DROP VIEW _new")
+        return result
+
+    def ids(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+        return con.sql(f"SELECT id FROM {self.scan}")
+
+    @classmethod
+    def forget(cls, con: duckdb.DuckDBPyConnection) -> None:
+        """Remove the bitmaps, after the transaction (session variables are no part of one)."""
+        import duckdb
+
+        with contextlib.suppress(duckdb.Error):  # never in place of the error that ended the transaction
+            for name in (cls.DROP, cls.KEEP):
+                con.execute(f"RESET VARIABLE {name}")
 
 
 def _first_of_each_id(table: pa.Table) -> tuple[pa.Table, int]:
@@ -433,58 +559,82 @@ def _ingest(ws: Workspace, path: Path, src: Source, rows: Iterable[Row | BadRow]
         ratios = _ratios(ws)
     else:
         ratios = check_ratios(ratios)
-    with ThreadPoolExecutor(1) as hasher:
-        # The file's sha256 (for the ingests table) is computed meanwhile: hashlib releases the GIL.
-        digest = hasher.submit(_file_sha256, path)
-        if _parallel_ok(path, src):
-            table, bad, n = _convert_parallel(path, src, ctx, ratios, not skip_invalid, ws.tmp_dir)
-        else:
-            cols, bad, n = _convert(rows, ctx, not skip_invalid)
-            table = cols.to_arrow(ratios)
-        sha = digest.result()
-    report.rows_read = n
-    if bad and not skip_invalid:
-        first = min(bad, key=lambda r: r.line)
-        raise src.error(first.line, first.reason)
-    report.skipped = [{"line": b.line, "unit": src.unit, "reason": b.reason} for b in sorted(bad, key=lambda r: r.line)]
-    table, report.duplicates_in_file = _first_of_each_id(table)
-    report.examples = table.num_rows
-    if not table.num_rows and not bad:
-        raise InputError("no examples found", path)
-    with ws.transaction() as con:
-        con.execute("INSERT OR REPLACE INTO settings VALUES ('split_ratios', ?)", [orjson.dumps(list(ratios)).decode()])
-        added, by_split = store_examples(con, ws, table)
-        if split in ("eval", "test"):
-            report.moved_to_pinned_split = _move_to_pinned(con, table.column("id"), split, source)
-        elif split is None and src.format.startswith("hf/"):
-            # Rows of a dataset's test / validation split take their already-stored copies out of train.
-            pins = table.column("pin").to_pylist()
-            for held in ("eval", "test"):
-                ids = [eid for eid, p in zip(table.column("id").to_pylist(), pins, strict=True) if p == held]
-                if ids:
-                    for old, k in _move_to_pinned(con, pa.array(ids, pa.string()), held, source).items():
-                        report.moved_to_pinned_split[old] = report.moved_to_pinned_split.get(old, 0) + k
-        con.execute(
-            "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
-            [source, sha, src.format, report.rows_read, added, len(report.skipped)],
-        )
+    with contextlib.ExitStack() as scratch:  # the workers' files, until the examples are stored
+        with ThreadPoolExecutor(1) as hasher:
+            # The file's sha256 (for the ingests table) is computed meanwhile: hashlib releases the GIL.
+            digest = hasher.submit(_file_sha256, path)
+            files: list[tuple[str, int]] | None = None
+            if _parallel_ok(path, src):
+                files, bad, n = scratch.enter_context(
+                    _convert_parallel(path, src, ctx, ratios, not skip_invalid, ws.tmp_dir))
+            else:
+                cols, bad, n = _convert(rows, ctx, not skip_invalid)
+                table = cols.to_arrow(ratios)
+                del cols
+            sha = digest.result()
+        report.rows_read = n
+        if bad and not skip_invalid:
+            first = min(bad, key=lambda r: r.line)
+            raise src.error(first.line, first.reason)
+        report.skipped = [{"line": b.line, "unit": src.unit, "reason": b.reason}
+                          for b in sorted(bad, key=lambda r: r.line)]
+        with ws.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO settings VALUES ('split_ratios', ?)",
+                        [orjson.dumps(list(ratios)).decode()])
+            ids: pa.Table | duckdb.DuckDBPyRelation
+            if files is None:
+                table, report.duplicates_in_file = _first_of_each_id(table)
+                report.examples = table.num_rows
+                if not table.num_rows and not bad:
+                    raise InputError("no examples found", path)
+                added, by_split = store_examples(con, ws, table)
+                ids = table.select(["id"])
+            elif files:
+                parts = _Parts(files)
+                scratch.callback(parts.forget, con)  # after the commit or rollback
+                report.duplicates_in_file = parts.drop_repeats(con)
+                report.examples = parts.rows - report.duplicates_in_file
+                added, by_split = parts.store(con, report.duplicates_in_file)
+                ids = parts.ids(con)
+            else:  # no row of the file converted: every line was skipped
+                if not bad:
+                    raise InputError("no examples found", path)
+                added, by_split = 0, {}
+                ids = pa.table({"id": pa.array([], pa.string())})
+            if split in ("eval", "test"):
+                report.moved_to_pinned_split = _move_to_pinned(con, ids, split, source)
+            elif split is None and src.format.startswith("hf/") and files is None:
+                # Rows of a dataset's test / validation split take their already-stored copies out of train.
+                pins = table.column("pin").to_pylist()
+                for held in ("eval", "test"):
+                    held_ids = [eid for eid, p in zip(table.column("id").to_pylist(), pins, strict=True) if p == held]
+                    if held_ids:
+                        moved = _move_to_pinned(con, pa.table({"id": pa.array(held_ids, pa.string())}), held, source)
+                        for old, k in moved.items():
+                            report.moved_to_pinned_split[old] = report.moved_to_pinned_split.get(old, 0) + k
+            con.execute(
+                "INSERT INTO ingests (path, sha256, format, rows_read, rows_added, rows_skipped) VALUES (?,?,?,?,?,?)",
+                [source, sha, src.format, report.rows_read, added, len(report.skipped)],
+            )
     report.added = added
-    report.already_present = table.num_rows - added
+    report.already_present = report.examples - added
     report.by_split = by_split
     return report
 
 
-def _move_to_pinned(con: duckdb.DuckDBPyConnection, ids: Any, split: str, source: str) -> dict[str, int]:
+def _move_to_pinned(con: duckdb.DuckDBPyConnection, ids: pa.Table | duckdb.DuckDBPyRelation, split: str,
+                    source: str) -> dict[str, int]:
     """Move already-stored examples of a file pinned to ``split`` there when they sit in a less held-out split.
 
+    ``ids``: the file's example ids (an Arrow table or a DuckDB relation with an ``id`` column; repeats allowed).
     Held-out sets only grow: a test file that repeats a train example takes it out of train (a snapshot
     taken before keeps its own frozen copy).  Returns counts by the split they came from.
     """
     rank = "CASE {col} WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END"
-    con.register("_pinned", pa.table({"id": ids}))
+    con.register("_pinned", ids)
     try:
         rows = con.execute(
-            f"""SELECT s.example_id, s.split FROM splits s JOIN _pinned p ON p.id = s.example_id
+            f"""SELECT s.example_id, s.split FROM splits s SEMI JOIN _pinned p ON p.id = s.example_id
                 WHERE {rank.format(col='s.split')} < {rank.format(col='?')}""",
             [split],
         ).fetchall()
@@ -537,26 +687,38 @@ def store_examples(con: duckdb.DuckDBPyConnection, ws: Workspace, examples: Colu
             FROM _incoming i SEMI JOIN _new n ON n.id = i.id
             """
         )
-        # Split: the pin, else the split the group already has (test beats eval beats train), else the hash.
-        con.execute(
-            """
-            INSERT INTO splits (example_id, split, pinned)
-            SELECT n.id, coalesce(n.pin, g.split, n.hashed), n.pin IS NOT NULL
-            FROM _new n
-            LEFT JOIN (
-                SELECT e.group_key,
-                       arg_max(s.split, CASE s.split WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END) AS split
-                FROM examples e JOIN splits s ON s.example_id = e.id
-                WHERE e.group_key IN (SELECT group_key FROM _new)
-                GROUP BY e.group_key
-            ) g ON g.group_key = n.group_key
-            """
-        )
-        rows = con.execute(
-            "SELECT s.split, count(*) FROM _new n JOIN splits s ON s.example_id = n.id GROUP BY 1"
-        ).fetchall()
-        added = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
+        added = _assign_splits(con)
         con.execute("DROP TABLE _new")
+        return added
     finally:
         con.unregister("_incoming")
+
+
+def _assign_splits(con: duckdb.DuckDBPyConnection, order: str = "n.rowid") -> tuple[int, dict[str, int]]:
+    """Give the new examples (temporary table or view ``_new``: id, group_key, pin, hashed) their splits.
+
+    ``order``: the order of ``_new`` (the splits rows go in in that order).  Returns (number added, counts
+    of the added by split).
+    """
+    # Split: the pin, else the split the group already has (test beats eval beats train), else the hash.
+    # ORDER BY: the rows go in in the order of ``_new``, which a join does not keep.
+    con.execute(
+        f"""
+        INSERT INTO splits (example_id, split, pinned)
+        SELECT n.id, coalesce(n.pin, g.split, n.hashed), n.pin IS NOT NULL
+        FROM _new n
+        LEFT JOIN (
+            SELECT e.group_key,
+                   arg_max(s.split, CASE s.split WHEN 'test' THEN 3 WHEN 'eval' THEN 2 ELSE 1 END) AS split
+            FROM examples e JOIN splits s ON s.example_id = e.id
+            WHERE e.group_key IN (SELECT group_key FROM _new)
+            GROUP BY e.group_key
+        ) g ON g.group_key = n.group_key
+        ORDER BY {order}
+        """
+    )
+    rows = con.execute(
+        "SELECT s.split, count(*) FROM _new n JOIN splits s ON s.example_id = n.id GROUP BY 1"
+    ).fetchall()
+    added = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
     return int(added), {s: int(c) for s, c in rows}

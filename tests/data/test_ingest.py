@@ -278,3 +278,64 @@ def test_parallel_conversion_stores_what_the_sequential_path_stores(tmp_path: Pa
     with pytest.raises(InputError, match=r":302: invalid JSON"):
         ingest_file(Workspace(tmp_path / "par2"), path)
     assert count_rows(Workspace(tmp_path / "par2")).get("examples", 0) == 0
+
+
+def _in_stored_order(ws) -> dict[str, list[tuple]]:
+    """Every row the ingest writes, in the order the tables hold them."""
+    with ws.connect() as con:
+        return {
+            "examples": con.execute("SELECT id, messages::VARCHAR, task, origin, source, parent_id, meta::VARCHAR, "
+                                    "group_key, status FROM examples ORDER BY rowid").fetchall(),
+            "splits": con.execute("SELECT example_id, split, pinned FROM splits ORDER BY rowid").fetchall(),
+            "decisions": con.execute("SELECT example_id, kind, reason FROM decisions ORDER BY example_id").fetchall(),
+            "ingests": con.execute("SELECT path, sha256, format, rows_read, rows_added, rows_skipped "
+                                   "FROM ingests ORDER BY rowid").fetchall(),
+        }
+
+
+@pytest.mark.parametrize(("before", "split"), [(False, None), (True, None), (True, "test")])
+def test_parallel_path_keeps_row_order_and_repeats_as_the_sequential_path(tmp_path: Path, monkeypatch, before: bool,
+                                                                           split: str | None) -> None:
+    """In-file repeats (within a worker's range and across ranges), rows already stored, many chunks: the
+    workers' Parquet files give the same report and the same rows, in the same order, as one process."""
+    import random
+
+    import curator.data.ingest as ingest_mod
+    from curator.workspace import Workspace
+
+    rng = random.Random(7)
+    rows = [chat(f"question {i} about the bucket quota?", f"answer {i}.") for i in range(3000)]
+    for _ in range(300):  # later rows repeat earlier ones, some of them several times
+        i, j = sorted(rng.sample(range(len(rows)), 2))
+        rows[j] = rows[i]
+    rows[2999] = rows[0]  # the last range repeats the first row of the file
+    path = write_jsonl(tmp_path / "big.jsonl", rows)
+    path.write_text(path.read_text() + "not json\n")
+    earlier = write_jsonl(tmp_path / "earlier.jsonl", rows[10:40] + [chat("only in the earlier file", "yes")])
+
+    def run(name: str, parallel: bool) -> tuple[dict, dict[str, list[tuple]]]:
+        ws = Workspace(tmp_path / name)
+        if before:
+            ingest_file(ws, earlier)
+        monkeypatch.setattr(ingest_mod, "PARALLEL_MIN_BYTES", 1 if parallel else 1 << 40)
+        report = ingest_file(ws, path, skip_invalid=True, split=split).to_dict()
+        monkeypatch.undo()
+        return report, _in_stored_order(ws)
+
+    monkeypatch.setattr(ingest_mod, "CHUNK_ROWS", 37)  # many row groups per worker file
+    seq_report, seq_rows = run("seq", False)
+    monkeypatch.setattr(ingest_mod, "CHUNK_ROWS", 37)
+    par_report, par_rows = run("par", True)
+    assert par_report == seq_report
+    assert seq_report["duplicates_in_file"] > 250 and seq_report["skipped"][0]["line"] == 3001
+    if before:
+        assert seq_report["already_present"] > 0
+        assert bool(seq_report["moved_to_pinned_split"]) == (split == "test")
+    for table in par_rows:
+        assert par_rows[table] == seq_rows[table], table
+    # The file's order: the first copy of each example, as it comes in the file.
+    firsts = list(dict.fromkeys(json.dumps(r["messages"]) for r in rows))
+    stored = [json.loads(m) for _, m, *_ in par_rows["examples"]][31 if before else 0:]
+    assert [json.dumps([{"role": m["role"], "content": m["content"]} for m in ms]) for ms in stored] == [
+        f for f in firsts if not before or f not in {json.dumps(r["messages"]) for r in rows[10:40]}]
+    assert not list((tmp_path / "par" / "tmp").glob("curator-ingest-*"))
