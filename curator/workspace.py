@@ -325,14 +325,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-_STALE = (("tmp", re.compile(r"curator-ingest-(\d+)-.*")), ("snapshots", re.compile(r"\..+\.tmp-(\d+)")))
+_STALE = (("tmp", re.compile(r"curator-(?:ingest|leakage)-(\d+)-.*")), ("snapshots", re.compile(r"\..+\.tmp-(\d+)")))
 
 
 def sweep_stale_temp(ws: Workspace) -> list[Path]:
     """Remove the temporary files and folders that killed processes left in the workspace; returns them.
 
     Only entries named with the id of a process that no longer runs: ``tmp/curator-ingest-PID-*`` (an
-    ingest's conversion of a large file) and ``snapshots/.ID.tmp-PID`` (a snapshot being written).
+    ingest's conversion of a large file), ``tmp/curator-leakage-PID-*`` (the n-gram spill of a leakage
+    check) and ``snapshots/.ID.tmp-PID`` (a snapshot being written).
     """
     removed: list[Path] = []
     for folder, pattern in _STALE:

@@ -236,7 +236,8 @@ def test_a_writer_removes_temp_files_of_killed_processes(ws, tmp_path: Path) -> 
 
     ingest_file(ws, write_jsonl(tmp_path / "a.jsonl", [chat("q", "a")]))
     dead = _dead_pid()
-    stale = [ws.tmp_dir / f"curator-ingest-{dead}-abc", ws.snapshots_dir / f".0123456789abcdef.tmp-{dead}"]
+    stale = [ws.tmp_dir / f"curator-ingest-{dead}-abc", ws.snapshots_dir / f".0123456789abcdef.tmp-{dead}",
+             ws.tmp_dir / f"curator-leakage-{dead}-def"]
     live = [ws.tmp_dir / f"curator-ingest-{os.getpid()}-xyz", ws.snapshots_dir / f".fedcba9876543210.tmp-{os.getpid()}",
             ws.snapshots_dir / "0123456789abcdef", ws.tmp_dir / "somebody-elses-file"]
     for d in stale + live:
@@ -244,7 +245,7 @@ def test_a_writer_removes_temp_files_of_killed_processes(ws, tmp_path: Path) -> 
         (d / "part0.arrow").write_bytes(b"x" * 1000)
     with ws.connect():  # a writer's connection sweeps
         pass
-    assert [d.exists() for d in stale] == [False, False]
+    assert [d.exists() for d in stale] == [False, False, False]
     assert all(d.exists() for d in live)
     with Workspace(ws.path, read_only=True).connect():  # a reader leaves everything alone
         pass

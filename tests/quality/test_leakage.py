@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import random
+import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import chat, write_jsonl
@@ -14,18 +18,24 @@ from curator import snapshots
 from curator.cli import main
 from curator.data.ingest import ingest_file
 from curator.errors import SnapshotError
+from curator.quality import leakage
 from curator.quality.decisions import restore
+from curator.quality.dedup.engine import LocalEngine
 from curator.quality.leakage import (
     MAX_DF,
     exact_leak_pairs,
     find_leakage,
     find_leaks_of,
     fix_leakage,
+    fix_leakage_until_clean,
     leakage_gate,
+    ngram_index,
     ngram_leak_pairs,
+    ngram_sizes,
 )
 from curator.records import Example
 from curator.snapshots import create_snapshot
+from curator.workspace import Workspace
 
 LONG = ("Summarise the following paragraph about the history of the printing press in Europe, "
         "paying attention to Gutenberg, movable type, the spread of literacy and the Reformation.")
@@ -184,3 +194,134 @@ def test_fix_repeats_until_clean_when_exclusions_bring_ngrams_under_the_boilerpl
     # pass 1: the 2 exact copies (the n-grams are in MAX_DF + 1 texts: boilerplate); pass 2: the rest; pass 3: clean
     assert out["pairs_per_pass"] == [2, MAX_DF - 1, 0] and out["excluded"] == MAX_DF + 1
     assert CliRunner().invoke(main, ["snapshot", "create"]).exit_code == 0
+
+
+# -- the streamed search gives the pairs of the whole-pool search ------------------------------------------------
+def _templated(seed: int, n_train: int, n_other: int, templates: int) -> tuple[list[str], list[str]]:
+    """Texts sharing templates (so n-grams sit around a small boilerplate cutoff), non-ASCII words included,
+    and train copies of other texts: exact (case, punctuation), one word dropped, one word added."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(40)] + ["Top-up", "don't", "Straße", "ＡＢＣ", "café"]
+    heads = [" ".join(rng.choice(vocab) for _ in range(rng.randint(5, 30))) for _ in range(templates)]
+
+    def text() -> str:
+        if rng.random() < 0.5:
+            return rng.choice(heads) + " " + " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12)))
+        return " ".join(rng.choice(vocab) for _ in range(rng.randint(3, 40)))
+
+    other = [text() for _ in range(n_other)]
+    train = []
+    for _ in range(n_train):
+        if rng.random() < 0.15:
+            words = rng.choice(other).split()
+            kind = rng.random()
+            if kind < 0.3:
+                words = [w.upper() + "!" for w in words]
+            elif kind < 0.7 and len(words) > 3:
+                words.pop(rng.randrange(len(words)))
+            else:
+                words.append(rng.choice(vocab))
+            train.append(" ".join(words))
+        else:
+            train.append(text())
+    return train, other
+
+
+class _PoolEngine(LocalEngine):
+    """The whole-pool path (every example loaded, one sorted n-gram index of all the train texts)."""
+
+    name = "pool"
+
+    def ngram_leak_pairs(self, train: Any, other: Any, **params: Any) -> Any:
+        index = {n: ngram_index(train, n) for n in ngram_sizes(params["ngram"], params["short_ngram"])}
+        return ngram_leak_pairs(train, other, folded=True, index=index, max_df=leakage.MAX_DF, **params)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_blocked_ngram_pairs_equal_the_whole_train_index(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leakage, "BLOCK_ROWS", 97)  # many blocks
+    train, other = _templated(seed, 2_000, 500, 25)
+    train, other = [leakage.fold(t) for t in train], [leakage.fold(t) for t in other]
+    for params in ({"max_df": 5}, {"max_df": 20, "coverage": 0.5, "ngram": 6, "short_ngram": 3},
+                   {"max_df": 3, "coverage": 1.0, "ngram": 4, "short_ngram": 4}, {}):
+        index = {n: ngram_index(train, n) for n in ngram_sizes(params.get("ngram", 13), params.get("short_ngram", 8))}
+        want = ngram_leak_pairs(train, other, folded=True, index=index, **params)
+        got = ngram_leak_pairs(train, other, folded=True, **params)
+        assert len(want[0]) > 10, params
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), params
+
+
+def _leaky_workspace(path: Path, seed: int) -> Workspace:
+    train, other = _templated(seed, 3_000, 800, 250)
+    ws = Workspace(path)
+    ingest_file(ws, write_jsonl(path.parent / f"{path.name}-train.jsonl", [chat(t, "ok") for t in train]), split="train")
+    ingest_file(ws, write_jsonl(path.parent / f"{path.name}-eval.jsonl", [chat(t, "ok") for t in other[:400]]),
+                split="eval")
+    ingest_file(ws, write_jsonl(path.parent / f"{path.name}-test.jsonl", [chat(t, "ok") for t in other[400:]]),
+                split="test")
+    return ws
+
+
+def _decisions(ws: Workspace) -> list[tuple[Any, ...]]:
+    with ws.connect() as con:
+        return con.execute("SELECT example_id, kind, other_id, score, reason FROM decisions ORDER BY example_id").fetchall()
+
+
+def test_streamed_passes_equal_whole_pool_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local search (train streamed in blocks, later passes re-checking only what the fix changed)
+    reports and excludes what the whole-pool search of every pass does, when exclusions bring n-grams
+    under the boilerplate cutoff (so that later passes find pairs)."""
+    monkeypatch.setattr(leakage, "MAX_DF", 5)
+    monkeypatch.setattr(leakage, "BLOCK_ROWS", 700)
+    source = _leaky_workspace(tmp_path / "source", seed=12)
+    reads: list[str] = []
+    rows = leakage._rows
+
+    def counting_rows(con: Any, sql: str, *args: Any) -> Any:
+        reads.append(sql)
+        return rows(con, sql, *args)
+
+    monkeypatch.setattr(leakage, "_rows", counting_rows)
+    results = {}
+    for name, engine, on in (("pool", _PoolEngine(), "conversation"), ("streamed", None, "conversation"),
+                             ("pool-prompt", _PoolEngine(), "prompt"), ("streamed-prompt", None, "prompt")):
+        reads.clear()
+        ws = Workspace(shutil.copytree(source.path, tmp_path / name))
+        first, excluded, passes = fix_leakage_until_clean(ws, lambda ws=ws, e=engine, on=on: find_leakage(
+            ws, ("exact", "ngram"), on=on, engine=e))
+        results[name] = ([p.to_dict() for p in first.pairs], first.train, first.compared, excluded, passes,
+                         _decisions(ws))
+        if engine is None:  # the train examples were read from the workspace once, in the first pass
+            assert reads.count(leakage._TRAIN_SQL) == 1
+            assert not list(ws.tmp_dir.glob("curator-leakage-*"))  # the spill is gone
+    assert results["streamed"] == results["pool"]
+    assert results["streamed-prompt"] == results["pool-prompt"]
+    passes = results["streamed"][4]
+    assert len(passes) >= 3 and passes[1] > 0 and passes[-1] == 0, passes  # later passes found pairs
+    assert {p["method"] for p in results["streamed"][0]} == {"exact", "ngram"}
+
+
+def test_a_pass_after_other_changes_checks_everything(leaky, tmp_path: Path) -> None:
+    """Between two passes the workspace changed by more than the fix (a new leaking train example): the
+    next pass is a full one, not the re-check of what the exclusions changed (which finds no exact pair)."""
+    calls = []
+
+    def find() -> Any:
+        if len(calls) == 1:
+            ingest_file(leaky, write_jsonl(tmp_path / "late.jsonl", [chat("What is the capital of CHILE", "Santiago")]),
+                        split="train")
+        calls.append(1)
+        return find_leakage(leaky, ("exact", "ngram"))
+
+    first, excluded, passes = fix_leakage_until_clean(leaky, find)
+    assert passes == [2, 1, 0] and excluded == 3
+    assert first.by_method == {"exact": 1, "ngram": 1}
+
+
+def test_the_search_leaves_duckdb_memory_and_tmp_as_they_were(leaky) -> None:
+    with leaky.connect() as con:
+        before = con.execute("SELECT current_setting('memory_limit')").fetchall()
+        assert len(find_leakage(leaky, ("exact", "ngram")).pairs) == 2
+        assert leakage_gate(con, leaky) is not None
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall() == before
+    assert not list(leaky.tmp_dir.glob("curator-leakage-*"))
