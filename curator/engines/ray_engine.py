@@ -35,8 +35,9 @@ import pyarrow as pa
 
 from curator.embed import encode_chunk, encode_plan
 from curator.errors import CuratorError, require
+from curator.quality.dedup.columns import StrColumn
 from curator.quality.dedup.engine import LOCAL, Pairs
-from curator.quality.dedup.exact import exact_keys
+from curator.quality.dedup.exact import exact_digests, exact_keys
 from curator.quality.dedup.minhash import DEFAULT_K, pairs_from_keys, shingle_batch, verify_pairs_csr
 from curator.quality.dedup.near import (
     DEFAULT_NUM_PERM,
@@ -99,6 +100,10 @@ def _keys_task(texts: pa.Array) -> list[str]:
     return exact_keys(texts.to_pylist())
 
 
+def _digests_task(texts: pa.Array) -> np.ndarray:
+    return exact_digests(texts.to_pylist())
+
+
 def _near_task(texts: pa.Array, k: int, num_perm: int, bands: int, rows: int) -> NearShard:
     return near_shard(texts.to_pylist(), k=k, num_perm=num_perm, bands=bands, rows=rows)
 
@@ -142,6 +147,13 @@ class _Encoder:
 
 def _no_phase(name: str) -> None:
     pass
+
+
+def _arrow(texts: Sequence[str], lo: int, hi: int) -> pa.Array:
+    """``texts[lo:hi]`` as an Arrow ``large_string`` array (straight from the buffer for a pool column)."""
+    if isinstance(texts, StrColumn):
+        return texts.arrow(lo, hi)
+    return pa.array(list(texts[lo:hi]), pa.large_string())
 
 
 class RayEngine:
@@ -219,7 +231,7 @@ class RayEngine:
     def _shards(self, texts: Sequence[str]) -> list[tuple[int, int, Any]]:
         """``(lo, hi, object ref of an Arrow string array)`` per range of :meth:`_ranges`."""
         ray = self._ray()
-        return [(lo, hi, ray.put(pa.array(list(texts[lo:hi]), pa.large_string()))) for lo, hi in self._ranges(len(texts))]
+        return [(lo, hi, ray.put(_arrow(texts, lo, hi))) for lo, hi in self._ranges(len(texts))]
 
     # -- the steps ------------------------------------------------------------------------------------------------
     def fold(self, texts: Sequence[str]) -> list[str]:
@@ -231,6 +243,12 @@ class RayEngine:
         ray = self._ray()
         refs = [self._task(_keys_task).remote(ref) for _, _, ref in self._shards(texts)]
         return [k for part in ray.get(refs) for k in part]
+
+    def exact_digests(self, texts: Sequence[str]) -> np.ndarray:
+        ray = self._ray()
+        refs = [self._task(_digests_task).remote(ref) for _, _, ref in self._shards(texts)]
+        parts = ray.get(refs)
+        return np.concatenate(parts) if parts else exact_digests([])
 
     def near_pairs(self, texts: Sequence[str], threshold: float, *, involving: int | None = None,
                    phase: Callable[[str], None] | None = None) -> Pairs:

@@ -2,7 +2,8 @@
 
 Pure cores over lists and arrays (:mod:`.exact`, :mod:`.minhash`, :mod:`.near`, :mod:`.neighbors`,
 :mod:`.semantic`, :mod:`.unionfind`; texts folded by :func:`curator.quality.fold.fold`) and the workspace layer
-(:mod:`.run`): :func:`dedup` and :func:`find_duplicates_of`
+(:mod:`.run`, whose pool of active examples is held in the compact columns of :mod:`.columns`):
+:func:`dedup` and :func:`find_duplicates_of`
 (:func:`curator.quality.decisions.restore` undoes them). :mod:`.engine` says where the cores run (this
 process, or Ray through ``curator.engines``).
 """

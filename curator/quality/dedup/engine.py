@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from curator.embed import encode
-from curator.quality.dedup.exact import exact_keys
+from curator.quality.dedup.exact import exact_digests, exact_keys
 from curator.quality.dedup.near import near_pairs
 from curator.quality.dedup.semantic import semantic_pairs
 from curator.quality.fold import fold
@@ -27,7 +27,12 @@ Pairs = tuple[np.ndarray, np.ndarray]
 
 
 class Engine(Protocol):
-    """The steps an engine runs; each returns what the pure core of the same name returns."""
+    """The steps an engine runs; each returns what the pure core of the same name returns.
+
+    An engine may also have ``exact_digests(texts) -> (n, 16) uint8`` (:func:`curator.quality.dedup.exact.exact_digests`):
+    dedup then takes the exact keys as raw digests instead of hex strings (16 bytes a row, not ~100).
+    The texts an engine is given may be any sequence of ``str`` (a pool column converts as it is read).
+    """
 
     name: str
 
@@ -69,6 +74,9 @@ class LocalEngine:
 
     def exact_keys(self, texts: Sequence[str]) -> list[str]:
         return exact_keys(texts)
+
+    def exact_digests(self, texts: Sequence[str]) -> np.ndarray:
+        return exact_digests(texts)
 
     def near_pairs(self, texts: Sequence[str], threshold: float, *, involving: int | None = None,
                    phase: Callable[[str], None] | None = None) -> Pairs:

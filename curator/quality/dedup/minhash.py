@@ -86,12 +86,14 @@ __all__ = [
     "csr_to_sets",
     "jaccard",
     "near_duplicate_pairs",
+    "band_codes",
     "pairs_from_keys",
     "permutations",
     "shingle_batch",
     "shingle_hashes",
     "signatures",
     "signatures_from_shingles",
+    "sorted_unique",
     "verify_pairs",
     "verify_pairs_csr",
 ]
@@ -531,40 +533,69 @@ def pairs_from_keys(keys: np.ndarray, max_bucket: int = DEFAULT_MAX_BUCKET) -> n
     if keys.ndim == 1:
         keys = keys[:, None]
     n = keys.shape[0]
-    codes: list[np.ndarray] = []
-    for c in range(keys.shape[1]):
-        order = np.argsort(keys[:, c], kind="stable")  # ties keep row order: i < j below
-        sk = keys[order, c]
-        if n < 2:
-            break
-        new = np.empty(n, dtype=bool)
-        new[0] = True
-        new[1:] = sk[1:] != sk[:-1]
-        gstart = np.flatnonzero(new)
-        gsize = np.diff(np.append(gstart, n))
-        size_of = np.repeat(gsize, gsize)
-        multi = size_of >= 2
-        if not multi.any():
-            continue
-        members = order[multi]
-        size_m = size_of[multi]
-        pos = (np.arange(n) - np.repeat(gstart, gsize))[multi]
-        chained = size_m > max_bucket
-        idx = np.arange(members.size)
-        d = 1
-        while idx.size:
-            ok = pos[idx] + d < size_m[idx]
-            if d > 1:
-                ok &= ~chained[idx]
-            idx = idx[ok]
-            if not idx.size:
-                break
-            codes.append(members[idx].astype(np.int64) * n + members[idx + d])
-            d += 1
+    codes = [band_codes(keys[:, c], max_bucket) for c in range(keys.shape[1])]
+    codes = [c for c in codes if c.size]
     if not codes:
         return np.empty((0, 2), dtype=np.int64)
-    uniq = np.unique(np.concatenate(codes))
+    uniq = sorted_unique(np.concatenate(codes), in_place=True)
     return np.stack((uniq // n, uniq % n), axis=1)
+
+
+def band_codes(column: np.ndarray, max_bucket: int) -> np.ndarray:
+    """The candidate codes ``i * n + j`` of one band (one column of :func:`pairs_from_keys`' keys): unique within
+    the band, not sorted; only the rows of shared buckets are kept past the sort."""
+    n = column.size
+    if n < 2:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(column, kind="stable")  # ties keep row order: i < j below
+    sk = column[order]
+    same = sk[1:] == sk[:-1]
+    multi = np.zeros(n, dtype=bool)
+    multi[1:] = same
+    multi[:-1] |= same
+    del same
+    members = order[multi]
+    sk = sk[multi]
+    del order, multi
+    m = members.size
+    if not m:
+        return np.empty(0, dtype=np.int64)
+    new = np.empty(m, dtype=bool)
+    new[0] = True
+    new[1:] = sk[1:] != sk[:-1]
+    del sk
+    gstart = np.flatnonzero(new)
+    gsize = np.diff(np.append(gstart, m))
+    size_m = np.repeat(gsize, gsize)
+    pos = np.arange(m) - np.repeat(gstart, gsize)
+    chained = size_m > max_bucket
+    members = members.astype(np.int64)
+    codes: list[np.ndarray] = []
+    idx = np.arange(m)
+    d = 1
+    while idx.size:
+        ok = pos[idx] + d < size_m[idx]
+        if d > 1:
+            ok &= ~chained[idx]
+        idx = idx[ok]
+        if not idx.size:
+            break
+        codes.append(members[idx] * n + members[idx + d])
+        d += 1
+    return np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
+
+
+def sorted_unique(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """``np.unique`` of a 1-D array by one sort and a mask (numpy 2.4's ``np.unique`` without ``return_inverse``
+    hashes: 5.7 s for 3.4 M int64 codes here, against 0.04 s for this). ``in_place`` sorts ``values`` itself."""
+    out = values if in_place else values.copy()
+    out.sort()
+    if out.size < 2:
+        return out
+    keep = np.empty(out.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(out[1:], out[:-1], out=keep[1:])
+    return out[keep]
 
 
 def candidate_pairs(

@@ -24,6 +24,7 @@ against each other, writing nothing (except cached embeddings of stored examples
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -33,12 +34,23 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curator.embed import VIEWS, Encoder, encode, ensure_embeddings, example_text, load_embeddings
 from curator.errors import CuratorError
 from curator.models import DEFAULT_EMBEDDER
+from curator.quality.dedup.columns import (
+    HEX_DIGITS,
+    Chain,
+    CodeColumn,
+    FixedStrColumn,
+    HexColumn,
+    StrColumn,
+    take_list,
+    unhex,
+)
 from curator.quality.dedup.engine import LOCAL, Engine
-from curator.quality.dedup.exact import exact_pairs, key_of
+from curator.quality.dedup.exact import DIGEST_BYTES, exact_digests, exact_pairs, first_of
 from curator.quality.dedup.near import DEFAULT_THRESHOLD as NEAR_THRESHOLD
 from curator.quality.dedup.near import near_pairs
 from curator.quality.dedup.semantic import DEFAULT_THRESHOLD as SEMANTIC_THRESHOLD
@@ -109,15 +121,23 @@ class Match:
 
 @dataclass
 class Pool:
-    """The active examples, one view's text each, with what the keeper rule needs."""
+    """The active examples, one view's text each, with what the keeper rule needs.
 
-    ids: list[str]
-    texts: list[str]
-    origin: list[str]
-    created: list[Any]
-    split: list[str]
-    pinned: list[bool]
-    task: list[str] = field(default_factory=list)
+    Every field is a read-only sequence with one item per example (``len``, ``pool.texts[i]``,
+    iteration, slices as lists). :func:`load_pool` stores them compactly
+    (:mod:`curator.quality.dedup.columns`): ids and texts as flat byte buffers read through one row
+    order, split/origin/task as integer codes, ``created`` as ``datetime64[us]`` and ``pinned`` as
+    bool numpy arrays; :func:`~curator.quality.dedup.columns.take_list` reads many rows at once. A
+    pool built from plain lists works everywhere too.
+    """
+
+    ids: Sequence[str]
+    texts: Sequence[str]
+    origin: Sequence[str]
+    created: Sequence[Any] | np.ndarray
+    split: Sequence[str]
+    pinned: Sequence[bool] | np.ndarray
+    task: Sequence[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -125,37 +145,261 @@ class Pool:
 
 #: Rows per Arrow batch when :func:`load_pool` reads the workspace.
 POOL_BATCH_ROWS = 1 << 16
+#: DuckDB's memory limit while :func:`load_pool` reads (when the connection's is higher): its reads are
+#: plain scans and one join, and without it DuckDB keeps every block it has read cached up to its
+#: limit (several GB at 10 M examples) until the connection closes.
+LOAD_MEMORY_LIMIT = "256MB"
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _size_bytes(text: str) -> float | None:
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        return None
+    return float(m.group(1)) * _UNITS.get((m.group(2) or "b").lower(), 1)
+
+
+@contextmanager
+def _capped_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+    """DuckDB's memory limit lowered to ``limit`` inside the block (if it is lower), then set back."""
+    from curator.workspace import memory_limit
+
+    before = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    now, cap = _size_bytes(before), _size_bytes(limit) if limit else None
+    lowered = False
+    if cap is not None and now is not None and cap < now:
+        try:
+            con.execute(f"SET memory_limit = '{limit}'")
+            lowered = True
+        except duckdb.Error:  # DuckDB holds more than that and cannot let go of it: read as is
+            pass
+    try:
+        yield
+    finally:
+        if lowered:
+            # The workspace's own setting, exactly (the value DuckDB shows is rounded), unless that is not
+            # what this connection had.
+            con.execute(f"SET memory_limit = '{memory_limit()}'")
+            if str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]) != before:
+                con.execute(f"SET memory_limit = '{before}'")
+
+
+class _Codes:
+    """Integer codes of the distinct strings of a column, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, int] = {}
+
+    def encode(self, array: pa.Array) -> np.ndarray:
+        enc = array.dictionary_encode() if len(array) else None
+        if enc is None:
+            return np.empty(0, dtype=np.int32)
+        lut = np.array([self.code.setdefault(v, len(self.code)) for v in enc.dictionary.to_pylist()] or [0],
+                       dtype=np.int32)
+        return lut[enc.indices.to_numpy(zero_copy_only=False)]
+
+    def column(self, codes: np.ndarray) -> CodeColumn:
+        return CodeColumn(codes.astype(np.int8 if len(self.code) <= 127 else np.int32), list(self.code))
+
+
+class _TextBuffer:
+    """Strings appended a batch at a time into one growing UTF-8 buffer: a ``large_string`` array at the end."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ends: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, texts: pa.Array) -> None:
+        arr = texts.cast(pa.large_string()) if not pa.types.is_large_string(texts.type) else texts
+        off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+        data = arr.buffers()[2]
+        self.ends.append(off[1:] - off[0] + len(self.data))
+        if data is not None and off[-1] > off[0]:
+            self.data += memoryview(data)[int(off[0]) : int(off[-1])]
+        self.n += len(arr)
+
+    def array(self) -> pa.Array:
+        offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self.ends])
+        self.ends = []
+        return pa.LargeStringArray.from_buffers(self.n, pa.py_buffer(offsets), pa.py_buffer(self.data))
+
+
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[HEX_DIGITS] = np.arange(16, dtype=np.uint8)
+
+
+class _IdBuffer:
+    """The ids, added a batch at a time: packed hex bytes while every id is lowercase hex of the one (even)
+    width (as example ids, sha256, are), else one numpy ``S<width>`` array, else (long or NUL ids) Arrow
+    chunks. The first two sort in numpy as the strings do."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        self.width, self.capacity = width, capacity
+        self.hex: np.ndarray | None = None
+        self.fixed: np.ndarray | None = None
+        if 0 < width <= 256:
+            if width % 2 == 0:
+                self.hex = np.zeros((capacity, width // 2), dtype=np.uint8)
+            else:
+                self.fixed = np.zeros((capacity, width), dtype=np.uint8)
+        self.total = 0
+        self.n = 0
+        self.chunks: list[pa.Array] = []
+
+    def add(self, ids: pa.Array) -> None:
+        arr = ids.cast(pa.large_string()) if not pa.types.is_large_string(ids.type) else ids
+        off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+        self.total += int(off[-1] - off[0])
+        k = len(arr)
+        data = np.frombuffer(arr.buffers()[2] or b"", dtype=np.uint8)[int(off[0]) : int(off[-1])]
+        lens = np.diff(off)
+        if self.hex is not None and k:
+            nibbles = _NIBBLE[data] if int(lens.min()) == int(lens.max()) == self.width else None
+            if nibbles is not None and not (nibbles == 255).any():
+                pairs = nibbles.reshape(k, self.width // 2, 2)
+                self.hex[self.n : self.n + k] = (pairs[:, :, 0] << 4) | pairs[:, :, 1]
+                self.n += k
+                return
+            self._dehex()
+        if self.fixed is not None and k:
+            if (data == 0).any() or int(lens.max()) > self.width:
+                self._unfix()  # a NUL would be lost as S padding
+            elif int(lens.min()) == self.width:
+                self.fixed[self.n : self.n + k] = data.reshape(-1, self.width)
+            else:
+                at = np.repeat(np.arange(self.n, self.n + k, dtype=np.int64) * self.width - (off[:-1] - off[0]),
+                               lens) + np.arange(data.size, dtype=np.int64)
+                self.fixed.reshape(-1)[at] = data
+        if self.hex is None and self.fixed is None:
+            self.chunks.append(arr)
+        self.n += k
+        if self.fixed is not None and self.n * self.width > 3 * self.total + (1 << 24):
+            self._unfix()  # a few long ids: the padding would cost more than the strings
+
+    def _dehex(self) -> None:
+        """From now on, the fixed-width array: the ids so far are written out as hex digits."""
+        if self.hex is not None:
+            self.fixed = np.zeros((self.capacity, self.width), dtype=np.uint8)
+            self.fixed[: self.n] = unhex(self.hex[: self.n])
+            self.hex = None
+
+    def _unfix(self) -> None:
+        """From now on, Arrow chunks: the ids so far leave the fixed-width array for one."""
+        self._dehex()
+        if self.fixed is not None:
+            so_far = self.fixed[: self.n].view(f"S{self.width}").reshape(-1)
+            self.chunks = [pa.array(so_far.tolist(), pa.binary()).cast(pa.large_string())] if self.n else []
+            self.fixed = None
+
+    def column(self, created: np.ndarray) -> tuple[HexColumn | FixedStrColumn | StrColumn, np.ndarray]:
+        """The ids in pool order, and the order (pool row -> row added): by ``created``, then id."""
+        for values in (self.hex, self.fixed):
+            if values is not None:
+                keys = values[: self.n].view(f"S{values.shape[1]}").reshape(-1)
+                order = np.argsort(keys, kind="stable")
+                order = order[np.argsort(created[order], kind="stable")]
+                if values is self.hex:
+                    return HexColumn(values[: self.n], order), order
+                return FixedStrColumn(keys, order), order
+        arr = pa.concat_arrays(self.chunks) if self.chunks else pa.array([], pa.large_string())
+        self.chunks = []
+        table = pa.table({"c": pa.array(created.astype(np.int64)), "id": arr})
+        order = pc.sort_indices(table, [("c", "ascending"), ("id", "ascending")]).to_numpy().astype(np.int64)
+        return StrColumn(arr, order), order
 
 
 def load_pool(
-    con: duckdb.DuckDBPyConnection, on: str = "conversation", include_system: bool = False, *, splits: Sequence[str] | None = None
+    con: duckdb.DuckDBPyConnection, on: str = "conversation", include_system: bool = False, *,
+    splits: Sequence[str] | None = None, memory_limit: str | None = LOAD_MEMORY_LIMIT,
 ) -> Pool:
-    """Active examples (optionally only those of ``splits``), ordered by ``created_at`` then id."""
+    """Active examples (optionally only those of ``splits``), ordered by ``created_at`` then id.
+
+    Memory: three plain reads (sizes; the split of each example; ids, times, origins, tasks and messages)
+    streamed in Arrow batches, with DuckDB capped at ``memory_limit`` meanwhile (:data:`LOAD_MEMORY_LIMIT`;
+    ``None`` leaves the connection's limit). The texts are made one batch at a time into one UTF-8
+    buffer; the order by time and id is a numpy sort of the ids, read through a row index, so neither
+    texts nor ids are ever copied into order. See :class:`Pool` for the columns.
+    """
     if on not in VIEWS:
         raise CuratorError(f"unknown view {on!r} (choose from {', '.join(VIEWS)})")
-    where = ""
-    if splits is not None:
-        where = " AND coalesce(s.split, 'train') IN (" + ", ".join(f"'{s}'" for s in splits) + ")"
+    try:
+        with _capped_memory(con, memory_limit):
+            return _read_pool(con, on, include_system, splits)
+    except duckdb.OutOfMemoryException:
+        if memory_limit is None:
+            raise
+    return _read_pool(con, on, include_system, splits)  # the cap was too tight for this machine's threads
+
+
+def _read_pool(con: duckdb.DuckDBPyConnection, on: str, include_system: bool, splits: Sequence[str] | None) -> Pool:
+    n_active, max_rowid, width = con.execute(
+        "SELECT count(*), coalesce(max(rowid), -1), coalesce(max(strlen(id)), 0) FROM examples WHERE status = 'active'"
+    ).fetchall()[0]
+    # The split of every active example, by rowid (an example without a splits row is train, not pinned).
+    split_codes = _Codes()
+    train = split_codes.code.setdefault("train", 0)
+    split_of = np.full(int(max_rowid) + 1, train, dtype=np.int32)
+    pinned_of = np.zeros(int(max_rowid) + 1, dtype=bool)
     reader = con.sql(
-        f"""SELECT e.id, e.messages, e.origin, e.created_at, coalesce(s.split, 'train') AS split,
-                   coalesce(s.pinned, false) AS pinned, e.task
-            FROM examples e LEFT JOIN splits s ON s.example_id = e.id
-            WHERE e.status = 'active'{where} ORDER BY e.created_at, e.id"""
+        """SELECT e.rowid AS r, s.split, s.pinned FROM examples e JOIN splits s ON s.example_id = e.id
+           WHERE e.status = 'active'"""
     ).to_arrow_reader(POOL_BATCH_ROWS)
-    pool = Pool(ids=[], texts=[], origin=[], created=[], split=[], pinned=[], task=[])
-    # Streamed in Arrow batches: the rows as Python tuples (and the messages' JSON) never all exist at once;
-    # the few distinct origins, splits and tasks are one string object each, not one per row.
-    shared: dict[str, str] = {}
     for batch in reader:
-        cols = batch.to_pydict()
-        pool.ids.extend(cols["id"])
-        pool.texts.extend(example_text(orjson.loads(m), on, include_system) for m in cols["messages"])
-        pool.origin.extend(shared.setdefault(v, v) for v in cols["origin"])
-        pool.created.extend(cols["created_at"])
-        pool.split.extend(shared.setdefault(v, v) for v in cols["split"])
-        pool.pinned.extend(bool(p) for p in cols["pinned"])
-        pool.task.extend(shared.setdefault(v, v) for v in cols["task"])
-    return pool
+        r = batch.column("r").to_numpy()
+        split_of[r] = split_codes.encode(batch.column("split"))
+        pinned_of[r] = batch.column("pinned").fill_null(False).to_numpy(zero_copy_only=False)
+    wanted = None
+    if splits is not None:
+        wanted = np.zeros(len(split_codes.code) + len(splits), dtype=bool)
+        for s in splits:
+            wanted[split_codes.code.setdefault(s, len(split_codes.code))] = True
+    origin_codes, task_codes = _Codes(), _Codes()
+    ids = _IdBuffer(int(n_active), int(width))
+    texts = _TextBuffer()
+    created: list[np.ndarray] = []
+    origin: list[np.ndarray] = []
+    task: list[np.ndarray] = []
+    split: list[np.ndarray] = []
+    pinned: list[np.ndarray] = []
+    reader = con.sql(
+        "SELECT rowid AS r, id, created_at, origin, task, messages FROM examples WHERE status = 'active'"
+    ).to_arrow_reader(POOL_BATCH_ROWS)
+    for batch in reader:
+        r = batch.column("r").to_numpy()
+        codes = split_of[r]
+        if wanted is not None:
+            keep = wanted[codes]
+            if not keep.all():
+                batch, r, codes = batch.filter(pa.array(keep)), r[keep], codes[keep]
+            if not len(r):
+                continue
+        ids.add(batch.column("id"))
+        texts.add(pa.array([example_text(orjson.loads(m), on, include_system)
+                            for m in batch.column("messages").to_pylist()], pa.large_string()))
+        created.append(batch.column("created_at").to_numpy(zero_copy_only=False).astype("datetime64[us]"))
+        origin.append(origin_codes.encode(batch.column("origin")))
+        task.append(task_codes.encode(batch.column("task")))
+        split.append(codes)
+        pinned.append(pinned_of[r])
+    del split_of, pinned_of
+    when = np.concatenate(created) if created else np.empty(0, dtype="datetime64[us]")
+    id_column, order = ids.column(when.astype(np.int64))
+    del ids
+
+    def ordered(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return (np.concatenate(parts) if parts else np.empty(0, dtype=dtype))[order]
+
+    return Pool(
+        ids=id_column,
+        texts=StrColumn(texts.array(), order),
+        origin=origin_codes.column(ordered(origin, np.int32)),
+        created=when[order],
+        split=split_codes.column(ordered(split, np.int32)),
+        pinned=ordered(pinned, bool),
+        task=task_codes.column(ordered(task, np.int32)),
+    )
 
 
 def keeper_rank(pool: Pool, i: int) -> tuple[Any, ...]:
@@ -164,7 +408,7 @@ def keeper_rank(pool: Pool, i: int) -> tuple[Any, ...]:
 
 
 def _protected(pool: Pool, i: int) -> bool:
-    return pool.pinned[i] and pool.split[i] in ("eval", "test")
+    return bool(pool.pinned[i]) and pool.split[i] in ("eval", "test")
 
 
 @dataclass
@@ -223,36 +467,92 @@ def clip(text: str, n: int = 300) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _resolve(pool: Pool, pairs: np.ndarray, scores: np.ndarray, method: str) -> tuple[list[DedupDecision], dict[int, int], int]:
-    """Clusters of ``pairs`` (pool indices) -> decisions for every member but the keeper and the protected."""
+def _node_keys(pool: Pool, nodes: np.ndarray) -> tuple[list[Any], ...]:
+    """For pool rows ``nodes``: (split, keeper-rank key, id, protected) lists, read a column at a time."""
+    split = take_list(pool.split, nodes)
+    origin = take_list(pool.origin, nodes)
+    ids = take_list(pool.ids, nodes)
+    if isinstance(pool.created, np.ndarray):
+        created: list[Any] = pool.created[nodes].astype("datetime64[us]").astype(np.int64).tolist()
+    else:
+        created = [pool.created[i] for i in nodes.tolist()]
+    pinned = np.asarray(pool.pinned)[nodes].tolist() if isinstance(pool.pinned, np.ndarray) else [
+        pool.pinned[i] for i in nodes.tolist()]
+    rank = [(SPLIT_RANK.get(s, 3), ORIGIN_RANK.get(o, 9), c, e)
+            for s, o, c, e in zip(split, origin, created, ids, strict=True)]
+    protected = [bool(p) and s in ("eval", "test") for p, s in zip(pinned, split, strict=True)]
+    return split, rank, ids, protected
+
+
+def _resolve(pool: Pool, pairs: np.ndarray, scores: np.ndarray, method: str
+             ) -> tuple[list[DedupDecision], dict[int, int], int, np.ndarray, np.ndarray]:
+    """Clusters of ``pairs`` (pool indices) -> decisions for every member but the keeper and the protected.
+
+    Also returns the pool rows of the decisions' examples and of their keepers (aligned with the decisions).
+    The keeper is the member of smallest :func:`keeper_rank` (the same key, read for the members only).
+    """
+    none = np.empty(0, dtype=np.int64)
     if not len(pairs):
-        return [], {}, 0
+        return [], {}, 0, none, none
     nodes, local = np.unique(pairs, return_inverse=True)
     local = local.reshape(-1, 2)
     best = np.zeros(nodes.size, dtype=np.float64)
     np.maximum.at(best, local[:, 0], scores)
     np.maximum.at(best, local[:, 1], scores)
-    edge = {(int(a), int(b)): float(s) for (a, b), s in zip(pairs.tolist(), scores.tolist(), strict=True)}
-    decisions: list[DedupDecision] = []
+    # The score of an edge (a, b), a < b, by a sorted code: the last pair given wins, as a dict would keep it.
+    n = np.int64(len(pool))
+    codes = pairs[:, 0].astype(np.int64) * n + pairs[:, 1]
+    by_code = np.argsort(codes, kind="stable")
+    codes = codes[by_code]
+    edge_scores = np.asarray(scores, dtype=np.float64)[by_code]
+    split, rank, ids, protected = _node_keys(pool, nodes)
+    members: list[int] = []
+    keepers: list[int] = []
+    sizes_of: list[int] = []
     sizes: dict[int, int] = {}
     comps = clusters(nodes.size, local)
     for comp in comps:
-        members = [int(nodes[c]) for c in comp]
-        sizes[len(members)] = sizes.get(len(members), 0) + 1
-        keeper = min(members, key=lambda i: keeper_rank(pool, i))
-        for m, c in zip(members, comp, strict=True):
-            if m == keeper or _protected(pool, m):
-                continue
-            score = edge.get((min(m, keeper), max(m, keeper)), float(best[c]))
-            what = _LABEL[method] if method == "exact" else f"{_LABEL[method]} ({_SCORE[method]} {score:.2f})"
-            reason = f"{what} of {pool.ids[keeper][:12]}"
-            if len(members) > 2:
-                reason += f" (cluster of {len(members)})"
-            if SPLIT_RANK.get(pool.split[keeper], 3) < SPLIT_RANK.get(pool.split[m], 3):
-                reason += f"; {pool.split[m]} copy of a {pool.split[keeper]} example"
-            decisions.append(DedupDecision(pool.ids[m], DEDUP_KINDS[method], pool.ids[keeper], round(score, 6), reason,
-                                           method, len(members)))
-    return decisions, sizes, len(comps)
+        size = len(comp)
+        sizes[size] = sizes.get(size, 0) + 1
+        keeper = min(comp, key=rank.__getitem__)
+        for c in comp:
+            if c != keeper and not protected[c]:
+                members.append(c)
+                keepers.append(keeper)
+                sizes_of.append(size)
+    mem, kee = np.array(members, dtype=np.int64), np.array(keepers, dtype=np.int64)
+    dropped, kept = nodes[mem], nodes[kee]
+    # The score of the edge (member, keeper) when there is one, else the member's best edge.
+    want = np.minimum(dropped, kept) * n + np.maximum(dropped, kept)
+    at = np.searchsorted(codes, want, side="right") - 1
+    found = (at >= 0) & (codes[np.maximum(at, 0)] == want) if codes.size else np.zeros(want.size, dtype=bool)
+    member_scores = np.where(found, edge_scores[np.maximum(at, 0)] if codes.size else 0.0, best[mem])
+    decisions: list[DedupDecision] = []
+    for c, k, size, score in zip(members, keepers, sizes_of, member_scores.tolist(), strict=True):
+        what = _LABEL[method] if method == "exact" else f"{_LABEL[method]} ({_SCORE[method]} {score:.2f})"
+        reason = f"{what} of {ids[k][:12]}"
+        if size > 2:
+            reason += f" (cluster of {size})"
+        if SPLIT_RANK.get(split[k], 3) < SPLIT_RANK.get(split[c], 3):
+            reason += f"; {split[c]} copy of a {split[k]} example"
+        decisions.append(DedupDecision(ids[c], DEDUP_KINDS[method], ids[k], round(score, 6), reason, method, size))
+    return decisions, sizes, len(comps), dropped, kept
+
+
+def _digests(engine: Engine, texts: Sequence[str]) -> np.ndarray:
+    """The exact keys of ``texts`` as ``(n, 16)`` digests, from the engine's digests or its hex keys."""
+    digester = getattr(engine, "exact_digests", None)
+    if digester is not None:
+        return np.asarray(digester(texts), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
+    keys = engine.exact_keys(texts)
+    return np.frombuffer(b"".join(bytes.fromhex(k) for k in keys), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
+
+
+def _rows_of(column: Sequence[str], idx: np.ndarray) -> Sequence[str]:
+    """Rows ``idx`` of a pool column: a view for the columns of :mod:`~curator.quality.dedup.columns`, else a list."""
+    if isinstance(column, (StrColumn, FixedStrColumn, HexColumn, CodeColumn)):
+        return column.take(idx)
+    return take_list(column, idx)
 
 
 def check_threshold(name: str, value: float) -> None:
@@ -269,10 +569,11 @@ def check_methods(methods: Sequence[str], allowed: Sequence[str]) -> list[str]:
 
 
 def embed_pool(
-    ws: Workspace, ids: list[str], *, model: str, on: str, include_system: bool, progress: ProgressFactory,
+    ws: Workspace, ids: Sequence[str], *, model: str, on: str, include_system: bool, progress: ProgressFactory,
     encoder: Encoder | None = None,
 ) -> tuple[np.ndarray, int]:
     """Vectors of stored examples ``ids`` (computing the missing ones with ``encoder``, with a progress bar)."""
+    ids = ids if isinstance(ids, list) else take_list(ids, np.arange(len(ids)))
     state: dict[str, Any] = {}
     with progress("embedding", None) as bar:
         def total(n: int) -> None:
@@ -321,37 +622,39 @@ def dedup(
     for method in methods:
         t0 = time.perf_counter()
         idx = np.flatnonzero(alive)
-        texts = [pool.texts[i] for i in idx.tolist()]
         threshold: float | None = None
         if method == "exact":
-            with progress("dedup exact", len(texts)) as bar:
-                pairs, scores = exact_pairs(keys=engine.exact_keys(texts))
-                bar.advance(len(texts))
+            with progress("dedup exact", idx.size) as bar:
+                pairs, scores = exact_pairs(digests=_digests(engine, _rows_of(pool.texts, idx)))
+                bar.advance(idx.size)
         elif method == "near":
             threshold = near_threshold
-            with progress("dedup near", len(texts)) as bar:
-                pairs, scores = engine.near_pairs(texts, near_threshold, phase=lambda name: bar.update(note=name))
+            with progress("dedup near", idx.size) as bar:
+                pairs, scores = engine.near_pairs(_rows_of(pool.texts, idx), near_threshold,
+                                                  phase=lambda name: bar.update(note=name))
                 bar.update(note=f"{len(pairs)} pairs")
-                bar.advance(len(texts))
+                bar.advance(idx.size)
         else:
             threshold = semantic_threshold
-            ids = [pool.ids[i] for i in idx.tolist()]
+            ids = take_list(pool.ids, idx)
             vectors, report.embedded = embed_pool(ws, ids, model=model, on=on, include_system=include_system,
                                                    progress=progress, encoder=engine.encode)
-            with progress("dedup semantic: searching neighbours", len(ids)) as bar:
+            del ids
+            with progress("dedup semantic: searching neighbours", idx.size) as bar:
                 pairs, scores = engine.semantic_pairs(vectors, semantic_threshold, progress=bar.advance)
+            del vectors
         pairs = idx[pairs] if len(pairs) else pairs.reshape(-1, 2)
-        decisions, sizes, n_clusters = _resolve(pool, pairs, np.asarray(scores, dtype=np.float64), method)
+        decisions, sizes, n_clusters, dropped, kept = _resolve(pool, pairs, np.asarray(scores, dtype=np.float64),
+                                                               method)
         result = MethodResult(method, threshold, pairs=len(pairs), clusters=n_clusters, excluded=len(decisions),
                               cluster_sizes=sizes)
-        pos = {eid: i for i, eid in enumerate(pool.ids)} if decisions else {}
-        for d in decisions:
-            alive[pos[d.example_id]] = False
-        for d in decisions[:samples]:
+        alive[dropped] = False
+        for d, a, b in zip(decisions[:samples], dropped[:samples].tolist(), kept[:samples].tolist(), strict=False):
             result.samples.append({
                 "example_id": d.example_id, "kept_id": d.other_id, "score": d.score, "reason": d.reason,
-                "example_text": clip(pool.texts[pos[d.example_id]]), "kept_text": clip(pool.texts[pos[d.other_id]]),
+                "example_text": clip(pool.texts[a]), "kept_text": clip(pool.texts[b]),
             })
+        del pairs, scores
         result.seconds = round(time.perf_counter() - t0, 3)
         report.methods.append(result)
         report.decisions.extend(decisions)
@@ -446,19 +749,17 @@ def find_duplicates_of(
     n = len(pool)
     found: dict[tuple[int, str], tuple[float, int, str, str | None]] = {}
     if "exact" in methods:
-        stored: dict[str, int] = {}
-        for i, t in enumerate(pool.texts):
-            stored.setdefault(key_of(t), i)
-        seen: dict[str, int] = {}
-        for j, t in enumerate(cand_texts):
-            k = key_of(t)
-            if k in stored:
-                record_best(found, j, "exact", 1.0, pool.ids[stored[k]], 0)
-            elif k in seen:
-                record_best(found, j, "exact", 1.0, f"candidate:{seen[k]}", 1 + seen[k])
-            seen.setdefault(k, j)
+        cand_digests = exact_digests(cand_texts)
+        stored = first_of(exact_digests(pool.texts), cand_digests)
+        earlier = exact_pairs(digests=cand_digests)[0]  # (first candidate with the key, later candidate)
+        first_cand = dict(zip(earlier[:, 1].tolist(), earlier[:, 0].tolist(), strict=True))
+        for j, i in enumerate(stored.tolist()):
+            if i >= 0:
+                record_best(found, j, "exact", 1.0, pool.ids[i], 0)
+            elif j in first_cand:
+                record_best(found, j, "exact", 1.0, f"candidate:{first_cand[j]}", 1 + first_cand[j])
     if "near" in methods:
-        pairs, scores = near_pairs(pool.texts + cand_texts, near_threshold, involving=n)
+        pairs, scores = near_pairs(Chain(pool.texts, cand_texts), near_threshold, involving=n)
         for (a, b), s in zip(pairs.tolist(), scores.tolist(), strict=True):
             if a < n:
                 record_best(found, b - n, "near", s, pool.ids[a], 0)
@@ -467,7 +768,8 @@ def find_duplicates_of(
     if "semantic" in methods:
         q = encode(cand_texts, model)
         if n:
-            x, _ = embed_pool(ws, pool.ids, model=model, on=on, include_system=include_system, progress=no_progress)
+            x, _ = embed_pool(ws, take_list(pool.ids, np.arange(n)), model=model, on=on,
+                              include_system=include_system, progress=no_progress)
             pairs, scores = semantic_pairs(x, semantic_threshold, queries=q)
             for (c, a), s in zip(pairs.tolist(), scores.tolist(), strict=True):
                 record_best(found, c, "semantic", s, pool.ids[a], 0)
