@@ -61,3 +61,18 @@ def test_shingle_batch_and_signatures_take_the_compiled_path_for_large_batches(m
     assert calls[0] == "shingles" and calls[-1] == "signatures"
     assert np.array_equal(flat, flat2) and np.array_equal(offsets, offsets2)
     assert np.array_equal(sigs, sigs2)
+
+
+def test_curator_numba_0_turns_the_compiled_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _texts()
+    compiled = minhash.shingle_batch(texts * 3)
+    monkeypatch.setenv("CURATOR_NUMBA", "0")
+    kernels._load.cache_clear()
+    try:
+        assert not kernels.available()
+        plain = minhash.shingle_batch(texts * 3)
+    finally:
+        monkeypatch.delenv("CURATOR_NUMBA")
+        kernels._load.cache_clear()
+    assert kernels.available()
+    assert all(np.array_equal(a, b) for a, b in zip(compiled, plain, strict=True))
