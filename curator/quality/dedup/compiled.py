@@ -11,7 +11,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["compact", "signatures", "text_shingles"]
+__all__ = ["band_keys", "compact", "signatures", "text_shingles"]
 
 _njit = numba.njit(cache=True, nogil=True, parallel=True)
 _prange = numba.prange
@@ -157,3 +157,18 @@ def signatures(flat: Any, offsets: Any, a: Any, b: Any) -> Any:  # pragma: no co
             out[t, p] = np.uint32(row[p])
     return out
 
+
+
+@_njit
+def band_keys(sigs: Any, bands: int, rows: int, seeds: Any, prime: Any, m1: Any, m2: Any) -> Any:  # pragma: no cover
+    """``(n, bands)`` uint64 bucket keys of signature rows, as ``minhash.band_keys``: per band, its seed, then
+    rotate-xor-multiply of each of its ``rows`` values, finalised."""
+    n = sigs.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    for t in _prange(n):
+        for band in range(bands):
+            h = seeds[band]
+            for col in range(band * rows, (band + 1) * rows):
+                h = (((h << _u64(29)) | (h >> _u64(35))) ^ _u64(sigs[t, col])) * prime
+            out[t, band] = _fmix64(h, m1, m2)
+    return out

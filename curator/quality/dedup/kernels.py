@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_TEXTS", "available", "shingles", "signatures"]
+__all__ = ["MIN_TEXTS", "available", "band_keys", "gather_sets", "nfkc_join", "nul_join", "shingles", "signatures"]
 
 #: Batches of fewer texts than this stay on the numpy path (``CURATOR_NUMBA=0`` turns the compiled path off).
 MIN_TEXTS = 4096
@@ -47,20 +48,40 @@ def available() -> bool:
     return _load() is not None
 
 
+def nfkc_join(texts: Sequence[str]) -> str:
+    """The texts in NFKC joined by NUL (a NUL inside a text becomes a space), what :func:`shingles` takes.
+
+    Only the texts that are not ASCII and not already in NFKC are normalised: NFKC never joins or moves
+    characters across a NUL, so this equals normalising the joined text, at a fraction of the cost.
+    """
+    if any(not t.isascii() and not unicodedata.is_normalized("NFKC", t) for t in texts):
+        texts = [t if t.isascii() or unicodedata.is_normalized("NFKC", t) else unicodedata.normalize("NFKC", t)
+                 for t in texts]
+    return nul_join(texts)
+
+
+def nul_join(texts: Sequence[str]) -> str:
+    """The texts joined by NUL; a NUL inside a text becomes a space (as in :func:`curator.quality.fold.fold`)."""
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != len(texts) - 1:
+        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    return joined
+
+
 def shingles(joined: str, n_texts: int, classes: np.ndarray, table: np.ndarray, constants: np.ndarray, k: int
              ) -> tuple[np.ndarray, np.ndarray]:
-    """CSR shingle sets ``(flat uint32, offsets int64)`` of ``n_texts`` texts joined by NUL (no NUL inside).
+    """CSR shingle sets ``(flat uint32, offsets int64)`` of ``n_texts`` texts in NFKC joined by NUL
+    (:func:`nfkc_join`).
 
     The same sets as ``minhash._shingles_from_words(*minhash._word_hashes(minhash._fold_join(texts)), k)``:
-    the folding (NFKC and casefold in Python, then the per-code-point ``classes``) and the word hashing
-    (``table``, ``constants`` = ``[PRIME, EMPTY_SEED, M1, M2]``) happen here in one pass over the code points.
+    the folding (casefold in Python, then the per-code-point ``classes``) and the word hashing (``table``,
+    ``constants`` = ``[PRIME, EMPTY_SEED, M1, M2]``) happen here in one pass over the code points.
     """
     kern = _load()
     if joined.isascii():
         cps = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     else:
-        joined = unicodedata.normalize("NFKC", joined).casefold()
-        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        cps = np.frombuffer(joined.casefold().encode("utf-32-le"), dtype=np.uint32)
     bounds = np.empty(n_texts + 1, dtype=np.int64)
     bounds[0], bounds[-1] = 0, cps.size
     bounds[1:-1] = np.flatnonzero(cps == 0)
@@ -82,3 +103,15 @@ def signatures(flat: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarr
     """``sig[i, p] = min over x in set i of (a[p] * x + b[p]) mod 2^32`` (all ones for an empty set)."""
     return _load().signatures(np.ascontiguousarray(flat, dtype=np.uint32), np.asarray(offsets, dtype=np.int64),
                               a.astype(np.uint64), b.astype(np.uint64))
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int, seeds: np.ndarray, constants: np.ndarray) -> np.ndarray:
+    """``minhash.band_keys`` of ``sigs``: ``seeds`` holds each band's starting hash, ``constants`` as in :func:`shingles`."""
+    return _load().band_keys(np.ascontiguousarray(sigs), bands, rows, seeds, constants[0], constants[2], constants[3])
+
+
+def gather_sets(flat: np.ndarray, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The sets ``flat[starts[i]:starts[i] + size_i]`` back to back, ``size_i = offsets[i + 1] - offsets[i]``."""
+    out = np.empty(int(offsets[-1]), dtype=flat.dtype)
+    _load().compact(flat, starts, offsets, out)
+    return out

@@ -155,14 +155,6 @@ def _ascii_fold_table() -> tuple[bytes, bytes]:
     return table, bytes(b for b in range(128) if cls[b] == DELETE)
 
 
-def _join(texts: Sequence[str]) -> str:
-    """The texts joined by NUL; a NUL inside a text becomes a space (as in :func:`curator.quality.fold.fold`)."""
-    joined = "\x00".join(texts)
-    if joined.count("\x00") != len(texts) - 1:
-        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
-    return joined
-
-
 def _fold_join(texts: Sequence[str]) -> np.ndarray:
     """Fold ``texts`` like :func:`curator.quality.fold.fold`; return one UTF-8 byte array, NUL-separated.
 
@@ -174,7 +166,7 @@ def _fold_join(texts: Sequence[str]) -> np.ndarray:
     points (:func:`curator.quality.fold.char_classes`): ``str.translate`` with a dict table is
     slow on non-ASCII strings.
     """
-    joined = _join(texts)
+    joined = kernels.nul_join(texts)
     if joined.isascii():
         table, delete = _ascii_fold_table()
         return np.frombuffer(joined.lower().encode("ascii").translate(table, delete), dtype=np.uint8)
@@ -357,7 +349,8 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
     compiled = n >= kernels.MIN_TEXTS and kernels.available()
     for lo, hi in _batches(lengths, _BATCH_BYTES):
         if compiled:  # the same sets, from numba loops (see curator.quality.dedup.kernels)
-            flat, off = kernels.shingles(_join(ordered[lo:hi]), hi - lo, char_classes(), _byte_table(), _CONSTANTS, k)
+            joined = kernels.nfkc_join(ordered[lo:hi])
+            flat, off = kernels.shingles(joined, hi - lo, char_classes(), _byte_table(), _CONSTANTS, k)
         else:
             wh, per_text = _word_hashes(_fold_join(ordered[lo:hi]), hi - lo)
             flat, off = _shingles_from_words(wh, per_text, k)
@@ -375,6 +368,8 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
     sizes = np.diff(off_sorted)[rank]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
+    if compiled:
+        return kernels.gather_sets(flat_sorted, off_sorted[:-1][rank], offsets), offsets
     idx = np.repeat(off_sorted[:-1][rank] - offsets[:-1], sizes) + np.arange(int(offsets[-1]), dtype=np.int64)
     return flat_sorted[idx], offsets
 
@@ -509,6 +504,8 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     if bands * rows > sigs.shape[1]:
         raise ValueError(f"bands*rows = {bands * rows} exceeds signature width {sigs.shape[1]}")
     n = sigs.shape[0]
+    if n >= kernels.MIN_TEXTS and kernels.available():
+        return kernels.band_keys(sigs, bands, rows, _fmix64(np.arange(1, bands + 1, dtype=np.uint64)), _CONSTANTS)
     keys = np.empty((n, bands), dtype=np.uint64)
     for band in range(bands):
         h = np.full(n, _fmix64(np.array([band + 1], dtype=np.uint64))[0], dtype=np.uint64)

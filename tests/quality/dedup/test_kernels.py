@@ -38,7 +38,7 @@ def _numpy_sets(texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
 def test_compiled_shingles_equal_the_numpy_ones(k: int) -> None:
     texts = _texts()
     for batch in (texts, *([t] for t in HOSTILE)):
-        flat, offsets = kernels.shingles(minhash._join(batch), len(batch), char_classes(), minhash._byte_table(),
+        flat, offsets = kernels.shingles(kernels.nfkc_join(batch), len(batch), char_classes(), minhash._byte_table(),
                                          minhash._CONSTANTS, k)
         want_flat, want_offsets = _numpy_sets(batch, k)
         assert np.array_equal(offsets, want_offsets)
@@ -76,3 +76,13 @@ def test_curator_numba_0_turns_the_compiled_path_off(monkeypatch: pytest.MonkeyP
         kernels._load.cache_clear()
     assert kernels.available()
     assert all(np.array_equal(a, b) for a, b in zip(compiled, plain, strict=True))
+
+
+@pytest.mark.parametrize("bands_rows", [(9, 13), (20, 5), (1, 128)])
+def test_compiled_band_keys_equal_the_numpy_ones(monkeypatch: pytest.MonkeyPatch, bands_rows: tuple[int, int]) -> None:
+    sigs = np.random.default_rng(3).integers(0, 2**32, size=(5000, 128), dtype=np.uint64).astype(np.uint32)
+    monkeypatch.setattr(kernels, "MIN_TEXTS", 10**9)
+    plain = minhash.band_keys(sigs, *bands_rows)
+    monkeypatch.setattr(kernels, "MIN_TEXTS", 100)
+    compiled = minhash.band_keys(sigs, *bands_rows)
+    assert compiled.dtype == np.uint64 and np.array_equal(compiled, plain)
