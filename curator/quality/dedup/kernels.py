@@ -4,8 +4,9 @@
 numpy operations; this module computes the very same numbers with one loop per text, compiled by
 numba and spread over the CPU cores. The numpy code has to materialise every intermediate (a
 position array per byte, a window array per shingle, a sort of all shingles of a batch, a
-``(texts, num_perm)`` product per shingle position); a loop keeps a text in cache from its bytes
-to its signature, which is what makes the difference on large batches (``benchmarks/dedup_near.py``).
+``(texts, num_perm)`` product per shingle position); a loop keeps a text in cache from its code
+points to its sorted shingle set, and a signature row in registers while it takes the minimum over
+the set, which is what makes the difference on large batches (``benchmarks/dedup_near.py``).
 
 The two paths give identical results, bit for bit (``tests/quality/dedup/test_kernels.py`` checks
 both on hostile text: non-ASCII, empty texts, NULs, words over 256 bytes). numba is a dependency
