@@ -91,6 +91,47 @@ def memory_limit() -> str:
     return value
 
 
+_SIZE = re.compile(r"\s*([\d.]+)\s*(bytes|[KMGT]?i?B)?\s*", re.IGNORECASE)
+_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _size_bytes(text: str) -> float | None:
+    """Bytes of a DuckDB size (``256MB``, ``3.7 GiB``), or None when it is not one."""
+    m = _SIZE.fullmatch(text)
+    if not m:
+        return None
+    return float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()]
+
+
+@contextmanager
+def capped_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+    """DuckDB's memory limit lowered to ``limit`` inside the block (never raised), then set back.
+
+    For long scans (dedup's pool, leakage's train side): DuckDB keeps every block it has read cached up
+    to its limit until the connection closes. ``None`` leaves the limit as it is; a limit DuckDB cannot
+    take (it holds more than that already) is left out.
+    """
+    before = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    now, cap = _size_bytes(before), _size_bytes(limit) if limit else None
+    lowered = False
+    if cap is not None and now is not None and cap < now:
+        try:
+            con.execute(f"SET memory_limit = '{limit}'")
+            lowered = True
+        except duckdb.Error:
+            pass
+    try:
+        yield
+    finally:
+        if lowered:
+            # The workspace's own setting, exactly (the value DuckDB shows is rounded), unless that is not
+            # what this connection had.
+            con.execute(f"SET memory_limit = '{memory_limit()}'")
+            if str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]) != before:
+                con.execute(f"SET memory_limit = '{before}'")
+
+
 def default_workspace_path() -> Path:
     """``$CURATOR_WORKSPACE`` or ``./.curator``."""
     return Path(os.environ.get(ENV_VAR) or ".curator")

@@ -36,7 +36,7 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["APOSTROPHES", "DELETE", "KEEP", "SPACE", "char_classes", "fold", "words"]
+__all__ = ["APOSTROPHES", "DELETE", "KEEP", "SPACE", "ascii_fold_table", "char_classes", "fold", "words"]
 
 #: Deleted by the fold (they join the parts of a word: ``don't`` -> ``dont``).
 APOSTROPHES = "'\u2018\u2019\u02bc"
@@ -106,3 +106,15 @@ def char_classes() -> np.ndarray:
     cls[[ord(c) for c in APOSTROPHES]] = DELETE
     cls.setflags(write=False)
     return cls
+
+
+@cache
+def ascii_fold_table() -> tuple[bytes, bytes]:
+    """``bytes.translate`` arguments that fold lower-cased ASCII like :func:`char_classes`: (table, deletions).
+
+    Punctuation and whitespace become a space, apostrophes are deleted; what the fast ASCII paths of the
+    exact keys and the near-duplicate shingler apply to a whole block of texts at once.
+    """
+    cls = char_classes()[:128]
+    table = bytes(0x20 if cls[b] == SPACE else b for b in range(128)) + bytes(range(128, 256))
+    return table, bytes(b for b in range(128) if cls[b] == DELETE)

@@ -46,14 +46,12 @@ runs a full pass. Engines other than the local one (Ray) load every example, as 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +66,7 @@ from curator.embed import VIEWS, encode, example_text
 from curator.errors import CuratorError
 from curator.models import DEFAULT_EMBEDDER
 from curator.quality.dedup.engine import LOCAL, Engine, LocalEngine
-from curator.quality.dedup.exact import key_of
+from curator.quality.dedup.exact import digests_of_folds, key_of
 from curator.quality.dedup.minhash import shingle_batch
 from curator.quality.dedup.run import (
     Match,
@@ -87,7 +85,7 @@ from curator.quality.dedup.run import (
 from curator.quality.dedup.semantic import semantic_pairs
 from curator.quality.fold import fold
 from curator.records import Example
-from curator.workspace import Workspace, memory_limit
+from curator.workspace import Workspace, capped_memory
 
 __all__ = [
     "BLOCK_ROWS",
@@ -669,15 +667,11 @@ def _other_sql(splits: Sequence[str], columns: str = "e.id, e.messages, s.split"
                WHERE e.status = 'active' AND s.split IN ({names})"""
 
 
-def _exact_key(folded: str) -> bytes:
-    """:func:`key_of` of an already folded text, as the 16-byte digest (fold is the identity on folded ASCII)."""
-    if not folded.isascii():
-        folded = fold(folded)
-    return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).digest()
-
-
 def _exact_keys(folded: Sequence[str]) -> np.ndarray:
-    return np.frombuffer(b"".join(map(_exact_key, folded)), dtype="S16")
+    """The :func:`key_of` digests of already folded texts, as an ``S16`` array for sorted lookups (folding
+    again only what is not ASCII: fold is the identity on folded ASCII)."""
+    folds = (t.encode("ascii") if t.isascii() else fold(t).encode("utf-8") for t in folded)
+    return np.frombuffer(digests_of_folds(folds), dtype="S16")
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, on: str,
@@ -690,42 +684,6 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, on: str,
 #: DuckDB's memory while leakage reads the workspace (never raised above the workspace's own limit): DuckDB
 #: keeps the table blocks it read in that memory, and a scan reads every text (~170 MB a million examples).
 DUCKDB_MEMORY = "256MB"
-_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def _bytes(setting: str) -> float | None:
-    number, _, unit = setting.strip().partition(" ")
-    if not unit:
-        unit = number.lstrip("0123456789.")
-        number = number[: len(number) - len(unit)]
-    try:
-        return float(number) * _UNITS[unit.strip().lower()]
-    except (ValueError, KeyError):
-        return None
-
-
-@contextmanager
-def _duckdb_memory(con: duckdb.DuckDBPyConnection, limit: str = DUCKDB_MEMORY) -> Iterator[None]:
-    """Lower DuckDB's memory limit to ``limit`` for the block (restored after), when it is higher."""
-    before = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
-    now, cap = _bytes(before), _bytes(limit)
-    lowered = False
-    if now is not None and cap is not None and cap < now:
-        try:
-            con.execute(f"SET memory_limit = '{limit}'")
-            lowered = True
-        except duckdb.Error:  # more pinned than that: leave it
-            pass
-    try:
-        yield
-    finally:
-        if lowered:  # the workspace's setting as given (the shown one is rounded), unless it was another
-            con.execute(f"SET memory_limit = '{memory_limit()}'")
-            if con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != before:
-                con.execute(f"SET memory_limit = '{before}'")
-
-
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0])
 
@@ -1073,7 +1031,7 @@ def find_leakage(
     if engine is None or type(engine) is LocalEngine:
         if on not in VIEWS:
             raise CuratorError(f"unknown view {on!r} (choose from {', '.join(VIEWS)})")
-        with ws.connect() as con, _duckdb_memory(con):
+        with ws.connect() as con, capped_memory(con, DUCKDB_MEMORY):
             found = _local_find(ws, con, methods, splits=splits, ngram=ngram, short_ngram=short_ngram,
                                 coverage=coverage, semantic_threshold=semantic_threshold, model=model, on=on,
                                 include_system=include_system, progress=progress or no_progress, report=report,
@@ -1158,7 +1116,7 @@ def fix_leakage_until_clean(ws: Workspace, find: Callable[[], LeakageReport],
 def leakage_gate(con: duckdb.DuckDBPyConnection, ws: Workspace) -> str | None:
     """Snapshot gate: a refusal message when train overlaps eval/test by the exact or n-gram checks."""
     report = LeakageReport(on="conversation", methods=list(GATE_METHODS), train=0, compared={})
-    with ws.connect(), _duckdb_memory(con):
+    with ws.connect(), capped_memory(con, DUCKDB_MEMORY):
         found = _local_find(ws, con, GATE_METHODS, splits=("eval", "test"), ngram=DEFAULT_NGRAM,
                             short_ngram=SHORT_NGRAM, coverage=DEFAULT_COVERAGE, semantic_threshold=DEFAULT_SEMANTIC,
                             model=DEFAULT_EMBEDDER, on="conversation", include_system=False, progress=no_progress,

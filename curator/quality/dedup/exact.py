@@ -16,16 +16,16 @@ All functions are pure over sequences of strings (no database), deterministic ac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from functools import cache, partial
+from collections.abc import Iterable, Sequence
+from functools import partial
 from operator import methodcaller
 
 import numpy as np
 
 from curator.quality.dedup.columns import text_blocks
-from curator.quality.fold import DELETE, SPACE, char_classes, fold
+from curator.quality.fold import ascii_fold_table, fold
 
-__all__ = ["DIGEST_BYTES", "exact_digests", "exact_keys", "exact_pairs", "first_of", "key_of"]
+__all__ = ["DIGEST_BYTES", "digests_of_folds", "exact_digests", "exact_keys", "exact_pairs", "first_of", "key_of"]
 
 #: Bytes of a key (BLAKE2b-128).
 DIGEST_BYTES = 16
@@ -41,14 +41,6 @@ def key_of(text: str) -> str:
     return hashlib.blake2b(fold(text).encode("utf-8"), digest_size=DIGEST_BYTES).hexdigest()
 
 
-@cache
-def _ascii_tables() -> tuple[bytes, bytes]:
-    """``bytes.translate`` arguments folding lower-cased ASCII like :func:`fold`: (table, deletions)."""
-    cls = char_classes()[:128]
-    table = bytes(0x20 if cls[b] == SPACE else b for b in range(128)) + bytes(range(128, 256))
-    return table, bytes(b for b in range(128) if cls[b] == DELETE)
-
-
 def _ascii_folds(texts: list[str]) -> list[bytes]:
     """``fold(t).encode()`` of ASCII texts without NUL, folded as one joined buffer.
 
@@ -56,7 +48,7 @@ def _ascii_folds(texts: list[str]) -> list[bytes]:
     ``fold``'s, on the whole block; then, in numpy, every run of spaces between two words becomes one
     space and the runs at the ends of a text go, as ``" ".join(t.split())`` does.
     """
-    table, delete = _ascii_tables()
+    table, delete = ascii_fold_table()
     buf = np.frombuffer("\x00".join(texts).lower().encode("ascii").translate(table, delete), dtype=np.uint8)
     space = buf == 0x20
     keep = ~space
@@ -77,6 +69,11 @@ def _digest_block(texts: list[str]) -> bytes:
     else:
         ascii_folds = iter(_ascii_folds([t for t, ok in zip(texts, fast, strict=True) if ok]) if any(fast) else [])
         folds = [next(ascii_folds) if ok else fold(t).encode("utf-8") for t, ok in zip(texts, fast, strict=True)]
+    return digests_of_folds(folds)
+
+
+def digests_of_folds(folds: Iterable[bytes]) -> bytes:
+    """The 16-byte digests of already folded texts (UTF-8), concatenated: the keys' hash step alone."""
     return b"".join(map(_DIGEST, map(_BLAKE, folds)))  # C-level loops: one digest object per text
 
 

@@ -75,7 +75,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curator.quality.dedup import kernels
-from curator.quality.fold import DELETE, SPACE, char_classes
+from curator.quality.fold import DELETE, SPACE, ascii_fold_table, char_classes
 
 __all__ = [
     "DEFAULT_K",
@@ -147,14 +147,6 @@ def _byte_table() -> np.ndarray:
     return table.ravel()
 
 
-@cache
-def _ascii_fold_table() -> tuple[bytes, bytes]:
-    """``bytes.translate`` arguments that fold lower-cased ASCII like :func:`char_classes`: (table, deletions)."""
-    cls = char_classes()[:128]
-    table = bytes(0x20 if cls[b] == SPACE else b for b in range(128)) + bytes(range(128, 256))
-    return table, bytes(b for b in range(128) if cls[b] == DELETE)
-
-
 def _fold_join(texts: Sequence[str]) -> np.ndarray:
     """Fold ``texts`` like :func:`curator.quality.fold.fold`; return one UTF-8 byte array, NUL-separated.
 
@@ -168,7 +160,7 @@ def _fold_join(texts: Sequence[str]) -> np.ndarray:
     """
     joined = kernels.nul_join(texts)
     if joined.isascii():
-        table, delete = _ascii_fold_table()
+        table, delete = ascii_fold_table()
         return np.frombuffer(joined.lower().encode("ascii").translate(table, delete), dtype=np.uint8)
     joined = unicodedata.normalize("NFKC", joined).casefold()
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)

@@ -24,7 +24,6 @@ against each other, writing nothing (except cached embeddings of stored examples
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -57,7 +56,7 @@ from curator.quality.dedup.semantic import DEFAULT_THRESHOLD as SEMANTIC_THRESHO
 from curator.quality.dedup.semantic import semantic_pairs
 from curator.quality.dedup.unionfind import clusters
 from curator.records import Example
-from curator.workspace import Workspace
+from curator.workspace import Workspace, capped_memory
 
 __all__ = [
     "DEDUP_KINDS",
@@ -149,42 +148,6 @@ POOL_BATCH_ROWS = 1 << 16
 #: plain scans and one join, and without it DuckDB keeps every block it has read cached up to its
 #: limit (several GB at 10 M examples) until the connection closes.
 LOAD_MEMORY_LIMIT = "256MB"
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def _size_bytes(text: str) -> float | None:
-    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?i?B)?\s*", text, re.IGNORECASE)
-    if not m:
-        return None
-    return float(m.group(1)) * _UNITS.get((m.group(2) or "b").lower(), 1)
-
-
-@contextmanager
-def _capped_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
-    """DuckDB's memory limit lowered to ``limit`` inside the block (if it is lower), then set back."""
-    from curator.workspace import memory_limit
-
-    before = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
-    now, cap = _size_bytes(before), _size_bytes(limit) if limit else None
-    lowered = False
-    if cap is not None and now is not None and cap < now:
-        try:
-            con.execute(f"SET memory_limit = '{limit}'")
-            lowered = True
-        except duckdb.Error:  # DuckDB holds more than that and cannot let go of it: read as is
-            pass
-    try:
-        yield
-    finally:
-        if lowered:
-            # The workspace's own setting, exactly (the value DuckDB shows is rounded), unless that is not
-            # what this connection had.
-            con.execute(f"SET memory_limit = '{memory_limit()}'")
-            if str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]) != before:
-                con.execute(f"SET memory_limit = '{before}'")
-
-
 class _Codes:
     """Integer codes of the distinct strings of a column, in order of first appearance."""
 
@@ -325,7 +288,7 @@ def load_pool(
     if on not in VIEWS:
         raise CuratorError(f"unknown view {on!r} (choose from {', '.join(VIEWS)})")
     try:
-        with _capped_memory(con, memory_limit):
+        with capped_memory(con, memory_limit):
             return _read_pool(con, on, include_system, splits)
     except duckdb.OutOfMemoryException:
         if memory_limit is None:
