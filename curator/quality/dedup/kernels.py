@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_TEXTS", "available", "band_keys", "gather_sets", "nfkc_join", "nul_join", "shingles", "signatures"]
+__all__ = ["MIN_TEXTS", "available", "band_keys", "gather_sets", "nfkc_join", "nul_join", "serves", "shingles", "signatures"]
 
 #: Batches of fewer texts than this stay on the numpy path (``CURATOR_NUMBA=0`` turns the compiled path off).
 MIN_TEXTS = 4096
@@ -47,6 +47,11 @@ def _load() -> Any:
 def available() -> bool:
     """Whether the compiled path can run here."""
     return _load() is not None
+
+
+def serves(n: int) -> bool:
+    """Whether a batch of ``n`` texts (or rows) takes the compiled path: :data:`MIN_TEXTS` or more, and numba here."""
+    return n >= MIN_TEXTS and available()
 
 
 def nfkc_join(texts: Sequence[str]) -> str:

@@ -338,7 +338,7 @@ def shingle_batch(texts: Sequence[str], k: int = DEFAULT_K) -> tuple[np.ndarray,
     lengths = np.fromiter(map(len, ordered), dtype=np.int64, count=n)
     flats: list[np.ndarray] = []
     counts: list[np.ndarray] = []
-    compiled = n >= kernels.MIN_TEXTS and kernels.available()
+    compiled = kernels.serves(n)
     for lo, hi in _batches(lengths, _BATCH_BYTES):
         if compiled:  # the same sets, from numba loops (see curator.quality.dedup.kernels)
             joined = kernels.nfkc_join(ordered[lo:hi])
@@ -409,7 +409,7 @@ def signatures_from_shingles(
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     n = lengths.size
-    if n >= kernels.MIN_TEXTS and kernels.available():
+    if kernels.serves(n):
         return kernels.signatures(flat, offsets, a, b)
     result = np.empty((n, num_perm), dtype=np.uint32)
     if n == 0:
@@ -496,7 +496,7 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     if bands * rows > sigs.shape[1]:
         raise ValueError(f"bands*rows = {bands * rows} exceeds signature width {sigs.shape[1]}")
     n = sigs.shape[0]
-    if n >= kernels.MIN_TEXTS and kernels.available():
+    if kernels.serves(n):
         return kernels.band_keys(sigs, bands, rows, _fmix64(np.arange(1, bands + 1, dtype=np.uint64)), _CONSTANTS)
     keys = np.empty((n, bands), dtype=np.uint64)
     for band in range(bands):
